@@ -1,0 +1,135 @@
+"""The `bbpes` command line: it only parses and calls (see `bbpes.experiments.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .experiments.base import ConfigError
+
+USAGE_EXIT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        print(f"bbpes: error: {message}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bbpes", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="every experiment, one line each")
+    show = sub.add_parser("show", help="an experiment's settings, defaults and quick values")
+    show.add_argument("name")
+    run = sub.add_parser("run", help="run an experiment")
+    run.add_argument("name")
+    run.add_argument(
+        "--quick", action="store_true", help="small version, about a minute on 2 CPU cores"
+    )
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--out", default=None, help="output directory (default runs/NAME-TIMESTAMP)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting"
+    )
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    bench = sub.add_parser("bench", help="performance measurements as JSON")
+    bench.add_argument("name")
+    bench.add_argument("--out", default=None, help="write the JSON here too")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bench.add_argument("--quick", action="store_true")
+    return parser
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _list() -> None:
+    from .experiments import registry
+
+    experiments = registry()
+    width = max(map(len, experiments))
+    for name, experiment in experiments.items():
+        print(f"{name:<{width}}  {experiment.summary}")
+
+
+def _show(name: str) -> None:
+    from .experiments import get
+
+    experiment = get(name)
+    print(f"{experiment.name}: {experiment.summary}")
+    config = experiment.config()
+    for key, value in config.items():
+        if key == "quick":
+            continue
+        extra = f"  (quick: {experiment.quick[key]})" if key in experiment.quick else ""
+        choices = (
+            f"  [{', '.join(map(str, experiment.choices[key]))}]"
+            if key in experiment.choices
+            else ""
+        )
+        note = f"  # {experiment.help[key]}" if key in experiment.help else ""
+        print(f"  {key} = {value}{extra}{choices}{note}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .experiments.runner import run_experiment
+    from .progress import log
+
+    run, metrics = run_experiment(
+        args.name,
+        _overrides(args.set),
+        quick=args.quick,
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+    )
+    figures = sorted(p.name for p in run.path.glob("*.png"))
+    log("")
+    print(f"results: {run.path}/")
+    print(f"  metrics: {run.path / 'metrics.json'}")
+    print(f"  history: {run.path / 'history.jsonl'}")
+    for name in figures:
+        print(f"  figure:  {run.path / name}")
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) or v is None}
+    for key, value in list(shown.items())[:30]:
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        print(f"  {key} = {text}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from .bench import run_benchmark
+
+    run_benchmark(args.name, _overrides(args.set), quick=args.quick, out=args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        elif args.command == "show":
+            _show(args.name)
+        elif args.command == "run":
+            _run(args)
+        elif args.command == "bench":
+            _bench(args)
+    except ConfigError as error:
+        print(f"bbpes: error: {error}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print("bbpes: interrupted; continue with --resume --out DIR", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

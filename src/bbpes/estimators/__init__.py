@@ -1,0 +1,17 @@
+"""Learning signals with the shape of `jax.value_and_grad`:
+
+estimator(loss_fn, ...) -> f(params, key, *args) -> (loss, grads)
+"""
+
+from .adjoint import AdjointSolution as AdjointSolution
+from .adjoint import fnde as fnde
+from .adjoint import pnde as pnde
+from .adjoint import pnde_solve as pnde_solve
+from .backprop import bptt as bptt
+from .backprop import checkpointed_scan as checkpointed_scan
+from .by_name import METHODS as METHODS
+from .by_name import estimator_by_name as estimator_by_name
+from .es import centered_ranks as centered_ranks
+from .es import es as es
+from .finite_diff import finite_difference as finite_difference
+from .finite_diff import weight_perturbation as weight_perturbation

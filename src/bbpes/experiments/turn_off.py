@@ -1,0 +1,227 @@
+"""`turn-off`: learn the current of one Morris-Lecar cell to stop it firing (BBPES
+paper, section 3.1, Fig. 5): the loss landscape and its Gaussian smoothing (5A), their
+derivatives with the BPTT and ES gradients at the same points (5B), and training curves
+of every chosen method from I_app = 100 with Adam (5C)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import plotting
+from ..estimators import METHODS, es, estimator_by_name
+from ..estimators.backprop import bptt
+from ..learners import GradientLearner
+from ..neurons import EXPLOSIVE, NON_EXPLOSIVE
+from ..neurons.readout import hard_threshold, soft_threshold
+from ..runs import RunDir
+from ..tasks.turn_off import TurnOff
+from ..train import train
+from .base import Experiment, methods_of, require
+
+PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
+READOUTS = {"soft": soft_threshold, "hard": hard_threshold}
+
+
+def make_task(config: dict[str, Any]) -> TurnOff:
+    return TurnOff(
+        cell=PRESETS[config["preset"]],
+        t_end=float(config["t_end"]),
+        dt=float(config["dt"]),
+        readout=READOUTS[config["readout"]],
+    )
+
+
+def gaussian_smooth(grid: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
+    """E[L(I + sigma eps)] on a uniform grid, by discrete convolution with a normalised
+    Gaussian (edges padded with the end values)."""
+    h = grid[1] - grid[0]
+    half = int(np.ceil(4 * sigma / h))
+    offsets = np.arange(-half, half + 1) * h
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, half, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def landscape(task: TurnOff, config: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Loss, smoothed loss and their derivatives on the grid; BPTT and ES gradients
+    at `gradient_points` points of it."""
+    lo, hi, n = config["grid_min"], config["grid_max"], config["grid_points"]
+    h = (hi - lo) / (n - 1)
+    pad = int(np.ceil(4 * config["sigma"] / h))  # smoothing needs the loss beyond the edges
+    wide = lo + h * np.arange(-pad, n + pad)
+    loss_at = jax.jit(jax.vmap(lambda i: task.loss({"i_app": i})))
+    wide_losses = np.asarray(loss_at(jnp.asarray(wide, jnp.result_type(float))))
+    smooth = gaussian_smooth(wide, wide_losses, config["sigma"])[pad : pad + n]
+    grid, losses = wide[pad : pad + n], wide_losses[pad : pad + n]
+    points = np.linspace(lo, hi, config["gradient_points"])
+    bptt_grad = jax.jit(jax.vmap(lambda i: bptt(task.loss)({"i_app": i}, None)[1]["i_app"]))
+    estimate = es(task.loss, config["sigma"], config["samples"])
+    keys = jax.random.split(jax.random.key(config["seed"] + 1), len(points))
+    es_grad = jax.jit(jax.vmap(lambda i, k: estimate({"i_app": i}, k)[1]["i_app"]))
+    dtype = jnp.result_type(float)
+    return {
+        "grid": grid,
+        "loss": losses,
+        "smoothed": smooth,
+        "d_loss": np.gradient(losses, grid),
+        "d_smoothed": np.gradient(smooth, grid),
+        "points": points,
+        "bptt": np.asarray(bptt_grad(jnp.asarray(points, dtype))),
+        "es": np.asarray(es_grad(jnp.asarray(points, dtype), keys)),
+    }
+
+
+def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
+    task = make_task(config)
+    scape = landscape(task, config)
+    params0 = {"i_app": jnp.asarray(config["i_app0"], jnp.result_type(float))}
+    initial_loss = float(task.loss(params0))
+    metrics: dict[str, Any] = {"initial_loss": initial_loss}
+    curves = {}
+    for method in methods_of(config):
+        signal = estimator_by_name(
+            method,
+            loss=task.loss,
+            ode_loss=task.ode_loss(),
+            sigma=config["sigma"],
+            samples=config["samples"],
+        )
+        result = train(
+            GradientLearner(signal, optax.adam(config["lr"])),
+            params0,
+            jax.random.key(config["seed"]),
+            steps=config["steps"],
+            evaluate=lambda p: {"i_app": p["i_app"]},
+            eval_every=1,
+            run=run_dir,
+            label=method,
+            resume=config["resume"],
+            progress_keys=("loss", "i_app"),
+        )
+        final = float(task.loss(result.params))
+        metrics[f"final_loss_{method}"] = final
+        metrics[f"final_i_app_{method}"] = float(result.params["i_app"])
+        metrics[f"below_10pct_{method}"] = bool(final < 0.1 * initial_loss)
+        if result.stopped:
+            metrics[f"stopped_{method}"] = result.stopped
+        curves[method] = result.history
+    plot_landscape(run_dir, scape, config)
+    plot_gradients(run_dir, scape, config)
+    plot_training(run_dir, curves, initial_loss, config)
+    metrics["bptt_grad_sign_positive_fraction"] = float(np.mean(scape["bptt"] > 0))
+    metrics["es_grad_sign_positive_fraction"] = float(np.mean(scape["es"] > 0))
+    return metrics
+
+
+def plot_landscape(run_dir: RunDir, scape: dict, config: dict) -> None:
+    fig, ((ax,),) = plotting.figure()
+    ax.plot(scape["grid"], scape["loss"], color="black", lw=0.8, label="loss L(I_app)")
+    ax.plot(
+        scape["grid"],
+        scape["smoothed"],
+        color="tab:red",
+        label=f"smoothed, sigma={config['sigma']:g}",
+    )
+    ax.set(
+        xlabel="I_app (µA/cm²)",
+        ylabel="mean T(V)",
+        title=f"Turn-off loss landscape, {config['t_end'] / 1000:g} s",
+    )
+    ax.legend()
+    run_dir.save_figure(fig, "landscape.png")
+
+
+def plot_gradients(run_dir: RunDir, scape: dict, config: dict) -> None:
+    fig, ((ax,),) = plotting.figure()
+    ax.plot(scape["grid"], scape["d_loss"], color="black", lw=0.6, label="dL/dI (grid)")
+    ax.plot(scape["grid"], scape["d_smoothed"], color="tab:red", label="d(smoothed L)/dI")
+    ax.scatter(
+        scape["points"], scape["bptt"], color="tab:blue", s=14, label="BPTT gradient", zorder=3
+    )
+    ax.scatter(
+        scape["points"],
+        scape["es"],
+        color="tab:orange",
+        marker="x",
+        s=18,
+        label=f"ES gradient (S={config['samples']})",
+        zorder=3,
+    )
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set(xlabel="I_app (µA/cm²)", ylabel="derivative", title="Gradients along I_app")
+    ax.legend(fontsize=8)
+    run_dir.save_figure(fig, "gradients.png")
+
+
+def plot_training(run_dir: RunDir, curves: dict, initial_loss: float, config: dict) -> None:
+    fig, ((ax_loss, ax_i),) = plotting.figure(ncols=2)
+    for method, history in curves.items():
+        steps = [r["step"] for r in history if "loss" in r]
+        ax_loss.plot(
+            steps,
+            [r["loss"] for r in history if "loss" in r],
+            label=method,
+            color=plotting.color(method),
+        )
+        ax_i.plot(
+            [r["step"] for r in history],
+            [r["i_app"] for r in history],
+            label=method,
+            color=plotting.color(method),
+        )
+    ax_loss.axhline(0.1 * initial_loss, color="gray", ls="--", lw=0.8, label="10% of initial")
+    ax_loss.set(xlabel="iteration", ylabel="loss", title="Training (Adam)")
+    ax_i.set(xlabel="iteration", ylabel="I_app (µA/cm²)", title="Learned current")
+    ax_loss.legend()
+    run_dir.save_figure(fig, "training.png")
+
+
+def check(config: dict[str, Any]) -> None:
+    require(config["t_end"] > 0 and config["dt"] > 0, "t_end and dt must be positive")
+    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require(config["sigma"] > 0, "sigma must be positive")
+    require(config["steps"] >= 1, "steps must be >= 1")
+    require(
+        config["grid_points"] >= 3 and config["grid_max"] > config["grid_min"], "bad landscape grid"
+    )
+
+
+EXPERIMENT = Experiment(
+    name="turn-off",
+    summary="single Morris-Lecar cell learns to stop firing: landscape, gradients, ES vs BPTT (Fig. 5)",
+    run=run,
+    defaults={
+        "t_end": 10_000.0,
+        "dt": 0.1,
+        "preset": "non_explosive",
+        "readout": "soft",
+        "i_app0": 100.0,
+        "methods": ["es", "bptt"],
+        "steps": 100,
+        "lr": 1.0,
+        "sigma": 5.0,
+        "samples": 100,
+        "grid_min": 0.0,
+        "grid_max": 200.0,
+        "grid_points": 2001,
+        "gradient_points": 41,
+        "x64": False,
+    },
+    quick={"t_end": 2000.0, "steps": 60, "grid_points": 801, "gradient_points": 21},
+    choices={"preset": tuple(PRESETS), "readout": tuple(READOUTS), "methods": METHODS},
+    check=check,
+    help={
+        "t_end": "time frame of the loss (ms)",
+        "dt": "step of the leapfrog stepper (ms)",
+        "readout": "spike output T(V): soft sigmoid (Eq. 11) or hard threshold (Eq. 10)",
+        "i_app0": "initial current (µA/cm²)",
+        "sigma": "ES perturbation scale and smoothing width (µA/cm²)",
+        "lr": "Adam learning rate (µA/cm² per step)",
+    },
+)

@@ -1,0 +1,103 @@
+"""A loss defined by an ODE solve: the form the adjoint estimators (pnde, fnde) need.
+
+    dy/dt = f(t, y, params, *args),   y(t0) = y0(params, *args)
+    loss  = terminal(y(t1), params, *args) + integral_{t0}^{t1} running(t, y, params, *args) dt
+
+The running cost is integrated alongside the state (an extra scalar `q`, dq/dt =
+running), so every loss is a function of the final augmented state `(y, q)` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+
+class ODELoss(eqx.Module):
+    """A differentiable loss of the solution of an ODE, solved with diffrax.
+
+    **Fields:**
+
+    - `vector_field`: `f(t, y, params, *args) -> dy/dt`, a pytree like `y`.
+    - `initial_state`: `y0(params, *args) -> y`.
+    - `t0`, `t1`: the time span (in the model's own unit).
+    - `running_cost`: `(t, y, params, *args) -> scalar`, or None.
+    - `terminal_cost`: `(y, params, *args) -> scalar`, or None.
+    - `solver`, `stepsize_controller`, `dt0`, `max_steps`: passed to `diffrax.diffeqsolve`.
+
+    Calling it, `ode_loss(params, *args)`, solves forward and returns the loss; a solve
+    that fails (too many steps, a blow-up) returns `inf` instead of raising, so that ES
+    can treat it by its non-finite policy. Differentiating the call backpropagates
+    through the solver's steps (`RecursiveCheckpointAdjoint`), i.e. BPTT.
+    """
+
+    vector_field: Callable[..., Any]
+    initial_state: Callable[..., Any]
+    t0: float
+    t1: float
+    running_cost: Callable[..., Array] | None = None
+    terminal_cost: Callable[..., Array] | None = None
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    stepsize_controller: diffrax.AbstractStepSizeController = diffrax.PIDController(
+        rtol=1e-6, atol=1e-6
+    )
+    dt0: float | None = None
+    max_steps: int = 100_000
+
+    def augmented_field(self, t, state, params, *args):
+        """d(y, q)/dt for the state augmented with the running-cost integral `q`."""
+        y, _ = state
+        dy = self.vector_field(t, y, params, *args)
+        dq = (
+            jnp.zeros((), jnp.result_type(*jax.tree.leaves(y)))
+            if self.running_cost is None
+            else jnp.asarray(self.running_cost(t, y, params, *args))
+        )
+        return dy, dq
+
+    def augmented_initial_state(self, params, *args):
+        y0 = self.initial_state(params, *args)
+        return y0, jnp.zeros((), jnp.result_type(*jax.tree.leaves(y0)))
+
+    def final_loss(self, state, params, *args) -> Array:
+        """Loss as a function of the final augmented state `(y(t1), q(t1))`."""
+        y, q = state
+        return q if self.terminal_cost is None else q + self.terminal_cost(y, params, *args)
+
+    def solve(
+        self,
+        params,
+        *args,
+        saveat: diffrax.SaveAt | None = None,
+        adjoint: diffrax.AbstractAdjoint | None = None,
+    ) -> diffrax.Solution:
+        """The forward diffrax solve of the augmented state (never raises on failure)."""
+        term = diffrax.ODETerm(lambda t, s, a: self.augmented_field(t, s, *a))
+        return diffrax.diffeqsolve(
+            term,
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            self.augmented_initial_state(params, *args),
+            args=(params, *args),
+            saveat=saveat or diffrax.SaveAt(t1=True),
+            stepsize_controller=self.stepsize_controller,
+            adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
+            max_steps=self.max_steps,
+            throw=False,
+        )
+
+    def loss_of_solution(self, sol: diffrax.Solution, params, *args) -> Array:
+        final = jax.tree.map(lambda x: x[-1], sol.ys)
+        loss = self.final_loss(final, params, *args)
+        return jnp.where(sol.result == diffrax.RESULTS.successful, loss, jnp.inf)
+
+    def __call__(self, params, *args) -> Array:
+        return self.loss_of_solution(self.solve(params, *args), params, *args)

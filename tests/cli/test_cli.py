@@ -1,0 +1,106 @@
+"""The command-line contract of DESIGN.md: files, one-line errors with exit code 2,
+nothing written on bad input, no overwriting, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bbpes.cli import main
+
+TINY = [
+    "--set",
+    "t_end=200",
+    "--set",
+    "steps=3",
+    "--set",
+    "grid_points=21",
+    "--set",
+    "gradient_points=3",
+    "--set",
+    "samples=8",
+]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "turn-off" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "no-such-experiment"], "unknown experiment"),
+        (["run", "turn-off", "--set", "nope=1"], "unknown setting 'nope'"),
+        (["run", "turn-off", "--set", "steps=many"], "bad value 'many' for 'steps'"),
+        (["run", "turn-off", "--set", "readout=fuzzy"], "bad value 'fuzzy' for 'readout'"),
+        (["run", "turn-off", "--set", "methods=es,magic"], "bad value 'magic'"),
+        (["run", "turn-off", "--set", "samples=7"], "samples must be even"),
+        (["run", "turn-off", "--set", "steps"], "KEY=VALUE"),
+        (["run", "turn-off", "--resume"], "--resume needs --out"),
+        (["run"], "required"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path, capsys, monkeypatch, argv, message
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(
+            [*argv, "--out", str(tmp_path / "out")]
+            if argv[:1] == ["run"] and len(argv) > 1 and "--resume" not in argv
+            else argv
+        )
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_run_writes_the_contract_files_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "turn-off", "--quick", "--out", str(out), *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["experiment"] == "turn-off" and config["steps"] == 3 and config["quick"] is True
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "initial_loss",
+        "final_loss_es",
+        "final_loss_bptt",
+        "final_i_app_es",
+        "final_i_app_bptt",
+    ):
+        assert isinstance(metrics[key], float)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert {r["label"] for r in history} == {"es", "bptt"}
+    assert {p.name for p in out.glob("*.png")} == {"landscape.png", "gradients.png", "training.png"}
+    assert str(out) in capsys.readouterr().out
+
+    before = (out / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert main(["run", "turn-off", "--quick", "--out", str(out), *TINY]) == 2
+    assert "already holds results" in one_line_error(capsys)
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_resume_finishes_a_run_with_the_same_numbers(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["run", "turn-off", "--quick", "--out", str(a), *TINY]) == 0
+    assert main(["run", "turn-off", "--quick", "--out", str(b), *TINY]) == 0
+    (b / "metrics.json").unlink()  # as if killed before the end
+    assert main(["run", "turn-off", "--resume", "--out", str(b)]) == 0
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    for key in ("final_loss_es", "final_i_app_es", "final_i_app_bptt"):
+        assert ma[key] == mb[key]
+    capsys.readouterr()
+    assert main(["run", "turn-off", "--resume", "--out", str(b), "--set", "steps=9"]) == 2
+    assert "settings differ" in one_line_error(capsys)

@@ -1,0 +1,28 @@
+"""Shared fixtures. Like diffrax's suite, numerics are checked in float64; code paths
+that must work in float32 say so with `jax.enable_x64(False)`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST test set (t10k-*) shipped beside the project, or BBPES_DATA."""
+    path = Path(os.environ.get("BBPES_TEST_MNIST", SHARED_MNIST))
+    if not (path / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"MNIST test files not found in {path}; set BBPES_TEST_MNIST")
+    return path
