@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from .readout import hard_threshold, soft_threshold
+
 State = tuple[Array, ...]
 """A cell's state: a tuple of arrays of one shape (one entry per cell), voltage first."""
 
@@ -47,6 +49,13 @@ class AbstractCell(eqx.Module):
     def voltage(self, state: State) -> Array:
         """Membrane potential (mV) of `state`."""
         return state[0]
+
+    def output(self, state: State, hard: bool = False) -> Array:
+        """The cell's spike output in [0, 1], what synapses and readouts see: the soft
+        T(V) of the paper (Eq. 11, V_T = 10 mV, K_p = 3 mV), or the hard threshold
+        (Eq. 10) when `hard`. Cells whose voltage scale differs override this."""
+        V = self.voltage(state)
+        return hard_threshold(V) if hard else soft_threshold(V)
 
 
 def n_steps(t_end: float, dt: float) -> int:
