@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 Baseline = Literal["mean", "center", "none"]
 
@@ -48,9 +51,15 @@ def replace_nonfinite(losses: Array) -> Array:
     return jnp.where(finite, losses, worst)
 
 
-def _chunks(total: int, chunk_size: int | None) -> tuple[int, int]:
-    chunk = total if chunk_size is None else max(1, min(int(chunk_size), total))
-    return math.ceil(total / chunk), chunk
+def _chunked(indices: Array, chunk_size: int | None) -> tuple[Array, Array]:
+    """`indices` (shape `(n,)`) padded and reshaped to `(n_chunks, chunk)`, and the mask
+    of real (not padding) entries in the same shape."""
+    n = indices.shape[0]
+    chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
+    padded = math.ceil(n / chunk) * chunk
+    valid = jnp.arange(padded) < n
+    indices = jnp.concatenate([indices, jnp.full(padded - n, indices[-1], indices.dtype)])
+    return indices.reshape(-1, chunk), valid.reshape(-1, chunk)
 
 
 def sample_noise(key: Array, index: Array, dim: int, antithetic: bool, dtype: Any) -> Array:
@@ -67,44 +76,84 @@ def population_losses(
     unravel: Callable[[Array], Any],
     scale: Array,
     key: Array,
-    samples: int,
+    indices: Array,
     antithetic: bool,
     chunk_size: int | None,
     args: tuple,
 ) -> Array:
-    """Losses of `samples` perturbations `flat + scale * eps_s`, shape `(samples,)`.
+    """Losses of the perturbations `flat + scale * eps_s` for the sample indices
+    `indices` (shape `(n,)`), returned with shape `(n,)`.
 
     Evaluated `chunk_size` at a time in one vmapped batch (all at once if None); the
     chunks run one after another under `lax.map`, bounding memory by `chunk_size`.
     """
-    n_chunks, chunk = _chunks(samples, chunk_size)
 
     def one(index):
         eps = sample_noise(key, index, flat.shape[0], antithetic, flat.dtype)
         return loss_fn(unravel(flat + scale * eps), *args)
 
-    indices = jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk)
-    losses = jax.lax.map(jax.vmap(one), indices).reshape(-1)
-    return losses[:samples]
+    chunks, _ = _chunked(indices, chunk_size)
+    return jax.lax.map(jax.vmap(one), chunks).reshape(-1)[: indices.shape[0]]
 
 
 def weighted_noise_sum(
-    weights: Array, key: Array, dim: int, antithetic: bool, chunk_size: int | None, dtype: Any
+    weights: Array,
+    key: Array,
+    indices: Array,
+    dim: int,
+    antithetic: bool,
+    chunk_size: int | None,
+    dtype: Any,
 ) -> Array:
-    """sum_s weights[s] eps_s, shape `(dim,)`, regenerating the noise chunk by chunk."""
-    samples = weights.shape[0]
-    n_chunks, chunk = _chunks(samples, chunk_size)
-    padded = jnp.zeros(n_chunks * chunk, weights.dtype).at[:samples].set(weights)
+    """sum_s weights[s] eps_{indices[s]}, shape `(dim,)`, regenerating the noise chunk
+    by chunk (never more than `chunk_size x dim` of it at once)."""
+    chunks, valid = _chunked(indices, chunk_size)
+    padded_weights = jnp.zeros(valid.size, weights.dtype).at[: weights.shape[0]].set(weights)
 
-    def add_chunk(total, start):
-        index = start + jnp.arange(chunk)
+    def add_chunk(total, chunk):
+        index, w = chunk
         eps = jax.vmap(lambda i: sample_noise(key, i, dim, antithetic, dtype))(index)
-        w = jax.lax.dynamic_slice(padded, (start,), (chunk,))
         return total + w @ eps, None
 
-    starts = jnp.arange(n_chunks) * chunk
-    total, _ = jax.lax.scan(add_chunk, jnp.zeros(dim, dtype), starts)
+    total, _ = jax.lax.scan(
+        add_chunk, jnp.zeros(dim, dtype), (chunks, padded_weights.reshape(chunks.shape))
+    )
     return total
+
+
+def fitness_weights(
+    losses: Array, center_loss: Array, *, antithetic: bool, rank_shaping: bool, baseline: str
+) -> Array:
+    """What multiplies each sample's noise: the losses (non-finite ones replaced by the
+    worst finite loss), ranked and/or minus a baseline as configured. Shape `(S,)`."""
+    losses = replace_nonfinite(losses)
+    if rank_shaping:
+        return centered_ranks(losses)
+    if antithetic or baseline == "none":
+        return losses
+    if baseline == "center":
+        return losses - jnp.where(jnp.isfinite(center_loss), center_loss, jnp.mean(losses))
+    return losses - jnp.mean(losses)
+
+
+def sharded_sum(local_sum: Callable[..., Array], indices: Array, mesh: Mesh) -> Array:
+    """`local_sum` over the sample `indices` split along the mesh's one axis: every
+    device evaluates its own samples, the (small) vector of losses is gathered so that
+    every device forms the same fitness weights, and the partial noise sums are added."""
+    axis = mesh.axis_names[0]
+    per_device = indices.shape[0] // mesh.size
+
+    def on_device(my_indices):
+        def my_slice(weights):
+            start = jax.lax.axis_index(axis) * per_device
+            return jax.lax.dynamic_slice(weights, (start,), (per_device,))
+
+        gather = partial(jax.lax.all_gather, axis_name=axis, tiled=True)
+        return jax.lax.psum(local_sum(my_indices, gather, my_slice), axis)
+
+    return jax.shard_map(on_device, mesh=mesh, in_specs=P(axis), out_specs=P(), check_vma=False)(
+        indices
+    )
 
 
 def scale_vector(sigma: float | Any, params: Any, flat: Array) -> Array:
@@ -128,6 +177,7 @@ def es(
     baseline: Baseline = "mean",
     chunk_size: int | None = None,
     has_aux: bool = False,
+    mesh: Mesh | None = None,
 ) -> Callable[..., tuple[Any, Any]]:
     """The ES gradient estimator, with the shape of `jax.value_and_grad`.
 
@@ -148,6 +198,10 @@ def es(
     - `chunk_size`: how many perturbations are evaluated in one vmapped batch; `None`
       evaluates all S at once. Memory is about `chunk_size` times one evaluation.
     - `has_aux`: `loss_fn` returns `(loss, aux)`; aux is taken at the unperturbed params.
+    - `mesh`: a one-axis `jax.sharding.Mesh` (e.g. `bbpes.parallel.population_mesh()`):
+      the population is split over its devices (several GPUs, or hosts under
+      `jax.distributed`), each evaluating its share chunk by chunk; the gradient is the
+      same as without a mesh, to float rounding. `samples` must divide evenly.
 
     **Returns:** `f(params, key, *args) -> (loss, grads)` (`((loss, aux), grads)` with
     `has_aux`), where `loss` is L(theta) at the unperturbed params (one extra evaluation)
@@ -157,6 +211,10 @@ def es(
         raise ValueError(f"ES needs at least one sample, got samples={samples}")
     if antithetic and samples % 2:
         raise ValueError(f"mirrored sampling needs an even number of samples, got {samples}")
+    if mesh is not None and (len(mesh.axis_names) != 1 or samples % mesh.size):
+        raise ValueError(
+            f"mesh must have one axis whose size divides samples={samples}, got {dict(mesh.shape)}"
+        )
     if baseline not in ("mean", "center", "none"):
         raise ValueError(f"baseline must be 'mean', 'center' or 'none', got {baseline!r}")
 
@@ -168,19 +226,21 @@ def es(
         scale = scale_vector(sigma, params, flat)
         center = loss_fn(params, *args)
         center_loss = center[0] if has_aux else center
-        losses = population_losses(
-            value, flat, unravel, scale, key, samples, antithetic, chunk_size, args
+        weigh = partial(
+            fitness_weights, antithetic=antithetic, rank_shaping=rank_shaping, baseline=baseline
         )
-        losses = replace_nonfinite(losses)
-        if rank_shaping:
-            weights = centered_ranks(losses)
-        elif antithetic or baseline == "none":
-            weights = losses
-        elif baseline == "center":
-            weights = losses - jnp.where(jnp.isfinite(center_loss), center_loss, jnp.mean(losses))
-        else:
-            weights = losses - jnp.mean(losses)
-        total = weighted_noise_sum(weights, key, flat.shape[0], antithetic, chunk_size, flat.dtype)
+
+        def local_sum(indices, gather=lambda x: x, my_slice=lambda w: w):
+            losses = population_losses(
+                value, flat, unravel, scale, key, indices, antithetic, chunk_size, args
+            )
+            weights = my_slice(weigh(gather(losses), center_loss))
+            return weighted_noise_sum(
+                weights, key, indices, flat.shape[0], antithetic, chunk_size, flat.dtype
+            )
+
+        indices = jnp.arange(samples)
+        total = local_sum(indices) if mesh is None else sharded_sum(local_sum, indices, mesh)
         grads = unravel(total / (scale * samples))
         return center, grads
 

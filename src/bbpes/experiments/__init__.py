@@ -12,6 +12,8 @@ from .base import Experiment as Experiment
 
 _MODULES = [
     "turn_off",
+    "reversibility",
+    "adjoint_drift",
 ]
 
 

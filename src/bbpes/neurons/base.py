@@ -59,9 +59,9 @@ class AbstractCell(eqx.Module):
 
 
 def n_steps(t_end: float, dt: float) -> int:
-    """Number of fixed steps of `dt` covering `t_end`, both Python floats (ms)."""
-    n = round(float(t_end) / float(dt))
-    if n < 1 or abs(n * dt - t_end) > 1e-6 * max(abs(t_end), 1.0):
+    """Number of fixed steps of size |dt| covering the duration `t_end` (Python floats, ms)."""
+    n = round(float(t_end) / abs(float(dt)))
+    if n < 1 or abs(n * abs(dt) - t_end) > 1e-6 * max(abs(t_end), 1.0):
         raise ValueError(f"t_end={t_end} ms is not a positive whole number of steps of dt={dt} ms")
     return n
 
@@ -80,7 +80,8 @@ def simulate(
     - `cell`: any `AbstractCell`.
     - `i_app`: applied current (µA/cm²), a scalar or an array whose shape is the shape
       of the population of cells simulated at once.
-    - `t_end`, `dt`: duration and step (ms), Python floats; `t_end / dt` steps are taken.
+    - `t_end`, `dt`: duration and step (ms), Python floats; `t_end / |dt|` steps are
+      taken. A negative `dt` runs the stepper backwards in time (times count down from 0).
     - `state0`: initial state; `cell.initial_state(jnp.shape(i_app))` if not given.
 
     **Returns:** `(times, *state)`, e.g. `(times, V, w)` for Morris-Lecar: `times` of
