@@ -120,19 +120,21 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
 
 
 def plot_landscape(run_dir: RunDir, scape: dict, config: dict) -> None:
-    fig, ((ax,),) = plotting.figure()
-    ax.plot(scape["grid"], scape["loss"], color="black", lw=0.8, label="loss L(I_app)")
-    ax.plot(
-        scape["grid"],
-        scape["smoothed"],
-        color="tab:red",
-        label=f"smoothed, sigma={config['sigma']:g}",
-    )
-    ax.set(
-        xlabel="I_app (µA/cm²)",
-        ylabel="mean T(V)",
-        title=f"Turn-off loss landscape, {config['t_end'] / 1000:g} s",
-    )
+    fig, ((ax, zoom),) = plotting.figure(ncols=2)
+    near = np.abs(scape["grid"] - config["i_app0"]) <= config["zoom_width"] / 2
+    for axis, mask in ((ax, slice(None)), (zoom, near)):
+        axis.plot(
+            scape["grid"][mask], scape["loss"][mask], color="black", lw=0.8, label="loss L(I_app)"
+        )
+        axis.plot(
+            scape["grid"][mask],
+            scape["smoothed"][mask],
+            color="tab:red",
+            label=f"smoothed, sigma={config['sigma']:g}",
+        )
+        axis.set(xlabel="I_app (µA/cm²)", ylabel="mean T(V)")
+    ax.set_title(f"Turn-off loss landscape, {config['t_end'] / 1000:g} s")
+    zoom.set_title(f"zoom around I_app = {config['i_app0']:g}: a staircase")
     ax.legend()
     run_dir.save_figure(fig, "landscape.png")
 
@@ -211,6 +213,7 @@ EXPERIMENT = Experiment(
         "grid_max": 200.0,
         "grid_points": 2001,
         "gradient_points": 41,
+        "zoom_width": 10.0,
         "x64": False,
     },
     quick={"t_end": 2000.0, "steps": 60, "grid_points": 801, "gradient_points": 21},
