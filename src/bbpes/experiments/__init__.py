@@ -14,6 +14,7 @@ _MODULES = [
     "turn_off",
     "reversibility",
     "adjoint_drift",
+    "neuroevolution_gd",
 ]
 
 
