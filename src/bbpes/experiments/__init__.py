@@ -14,6 +14,7 @@ _MODULES = [
     "turn_off",
     "reversibility",
     "adjoint_drift",
+    "turn_off_brian2",
     "neuroevolution_gd",
 ]
 

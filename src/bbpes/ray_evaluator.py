@@ -1,0 +1,354 @@
+"""Black-box losses on a Ray cluster: ES whose population is simulated by any Python
+function (a Brian2 or NEURON model, a C program), not by JAX.
+
+ES needs only forward evaluations, so the loss can be a black box (BBPES paper,
+discussion: "efficient or standard packages such as NEURON and Brian could be used for
+simulation"). Two pieces:
+
+- `RayEvaluator(loss)`: a pool of Ray actors, one per CPU of the cluster, each holding
+  its own copy of `loss(params, *args) -> float` for the whole run (a Brian2 network is
+  built once per worker, not once per sample). `evaluate(population)` returns one loss
+  per parameter set, retrying failed samples.
+- `ray_es(evaluator, sigma, samples)`: the ES estimator with the signature of every
+  estimator, `f(params, key, *args) -> (loss, grads)`, and the same maths as
+  `bbpes.estimators.es`: perturbations from `sample_noise` (regenerated from the key),
+  `fitness_weights`, `weighted_noise_sum`. The population's losses come back into JAX
+  through `jax.pure_callback`, so the estimator is jittable and
+  `GradientLearner` + `bbpes.train.train` drive it unchanged.
+
+**Failure policy.** A sample fails when its loss raises, returns something that is not
+a finite number, runs longer than `timeout` seconds (its worker is killed and replaced),
+or its worker dies (replaced). A failed sample is retried up to `retries` times, on any
+worker; if it still fails its loss is NaN, which the ES maths treat as every non-finite
+loss: replaced by the worst finite loss of the population (see `bbpes.estimators.es`).
+So one bad sample never stops training; if the unperturbed loss L(theta) fails, the
+step reports a non-finite loss and the training loop counts it (`max_nonfinite`).
+
+**The loss.** `loss(params, *args) -> float`, where `params` is the estimator's pytree
+with numpy leaves (same structure and shapes) and `args` are the data arguments as
+numpy arrays. It is pickled (cloudpickle) to each worker once. If it has a `setup()`
+method, each worker calls it once before its first sample, outside the timeout (build
+and compile there); a `close()` method is called when the evaluator closes.
+
+Ray is an optional dependency: `pip install 'bbpes[cluster]'`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .estimators.es import fitness_weights, sample_noise, scale_vector, weighted_noise_sum
+
+log = logging.getLogger(__name__)
+
+MAX_SETUP_FAILURES = 3  # consecutive worker start-ups that fail: the loss itself is broken
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "RayEvaluator needs Ray: pip install 'bbpes[cluster]' (or 'ray>=2.9')"
+        ) from error
+    return ray
+
+
+class _Worker:
+    """A Ray actor holding one copy of the loss."""
+
+    def __init__(self, loss: Callable[..., Any]):
+        self.loss = loss
+
+    def setup(self) -> bool:
+        if callable(getattr(self.loss, "setup", None)):
+            self.loss.setup()
+        return True
+
+    def evaluate(self, params: Any, args: tuple) -> float:
+        return float(self.loss(params, *args))
+
+    def close(self) -> bool:
+        if callable(getattr(self.loss, "close", None)):
+            self.loss.close()
+        return True
+
+
+@dataclass
+class EvaluationStats:
+    """Counts over all `evaluate` calls so far (or of one call, see `last`)."""
+
+    evaluated: int = 0  # samples asked for
+    retried: int = 0  # failed attempts that were retried
+    failed: int = 0  # samples that failed every attempt (their loss is NaN)
+    timed_out: int = 0  # attempts stopped by the timeout
+    workers_replaced: int = 0  # workers killed (timeout) or found dead, and restarted
+
+    def add(self, other: EvaluationStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class RayEvaluator:
+    """Evaluate a Python loss on many parameter sets with a pool of Ray actors.
+
+    **Arguments:**
+
+    - `loss`: `loss(params, *args) -> float` on numpy values (see the module docstring).
+    - `workers`: number of actors (each takes `actor_options["num_cpus"]`, default 1);
+      default: as many as the cluster's free CPUs hold. Workers that cannot get a CPU wait for one (Ray queues them).
+    - `address`: an existing Ray cluster (`"auto"`, `"ray://head:10001"`, ...); None
+      starts a local one (with `workers` CPUs when given) unless Ray is already running
+      in this process. A cluster started here is shut down by `close()`.
+    - `retries`: how many times a failed sample is tried again before it counts as NaN.
+    - `timeout`: seconds one sample may run (None: no limit).
+    - `init_options`: extra keyword arguments for `ray.init`.
+    - `actor_options`: extra options for the actors (`num_cpus`, `runtime_env`, ...).
+
+    Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        loss: Callable[..., Any],
+        *,
+        workers: int | None = None,
+        address: str | None = None,
+        retries: int = 2,
+        timeout: float | None = None,
+        init_options: dict[str, Any] | None = None,
+        actor_options: dict[str, Any] | None = None,
+    ):
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        ray = _ray()
+        self.retries, self.timeout = retries, timeout
+        self.stats, self.last = EvaluationStats(), EvaluationStats()
+        actor_options = {"num_cpus": 1, "max_restarts": 0, **(actor_options or {})}
+        cpus = actor_options["num_cpus"]
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            options = {"include_dashboard": False, **(init_options or {})}
+            if address is None and workers is not None:
+                options.setdefault("num_cpus", workers * cpus)
+            with warnings.catch_warnings():
+                # Ray starts its daemons with subprocess (fork then exec at once), which
+                # JAX's fork warning cannot tell from a fork that keeps running Python.
+                warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+                ray.init(address=address, **options)
+        if workers is None:
+            free = int(ray.available_resources().get("CPU", 0))
+            workers = max(1, int((free or ray.cluster_resources().get("CPU", 1)) // cpus))
+        self._actor_class = ray.remote(**actor_options)(_Worker)
+        self._loss_ref = ray.put(loss)
+        self._workers = [self._start_worker() for _ in range(workers)]
+        self._setup_failures = 0
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def _start_worker(self) -> tuple[Any, Any]:
+        actor = self._actor_class.remote(self._loss_ref)
+        return actor, actor.setup.remote()
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the workers (each calls the loss's `close()`, if any, within `grace`
+        seconds) and the local cluster if this evaluator started it."""
+        ray = _ray()
+        actors = [actor for actor, _ in getattr(self, "_workers", [])]
+        if actors:
+            ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=grace)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        self._workers = []
+        if getattr(self, "_owns_ray", False) and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self) -> RayEvaluator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def evaluate(self, population: Sequence[Any], args: tuple = ()) -> np.ndarray:
+        """Losses of every parameter set in `population` (a sequence of pytrees with
+        numpy leaves), shape `(len(population),)` float64, NaN where a sample failed
+        every attempt. `args` (numpy values) are passed to every call."""
+        ray = _ray()
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        n = len(population)
+        losses = np.full(n, np.nan)
+        attempts = np.zeros(n, dtype=int)
+        stats = EvaluationStats(evaluated=n)
+        pending = deque(range(n))
+        args_ref = ray.put(tuple(args))
+        starting = {ready: slot for slot, (_, ready) in enumerate(self._workers)}
+        idle: deque[int] = deque()
+        running: dict[Any, tuple[int, int, float]] = {}  # ref -> (sample, worker slot, start)
+
+        def fail(sample: int, why: str) -> None:
+            attempts[sample] += 1
+            if attempts[sample] <= self.retries:
+                stats.retried += 1
+                pending.append(sample)
+                log.info("sample %d failed (%s); retry %d", sample, why, attempts[sample])
+            else:
+                stats.failed += 1
+                log.warning(
+                    "sample %d failed %d times (%s); loss = NaN", sample, attempts[sample], why
+                )
+
+        def replace(slot: int) -> None:
+            actor, _ = self._workers[slot]
+            ray.kill(actor, no_restart=True)
+            self._workers[slot] = self._start_worker()
+            starting[self._workers[slot][1]] = slot
+            stats.workers_replaced += 1
+
+        while pending or running:
+            while pending and idle:
+                slot, sample = idle.popleft(), pending.popleft()
+                ref = self._workers[slot][0].evaluate.remote(population[sample], args_ref)
+                running[ref] = (sample, slot, time.monotonic())
+            wait = None
+            if self.timeout is not None and running:
+                first = min(start for _, _, start in running.values())
+                wait = max(0.0, first + self.timeout - time.monotonic())
+            done, _ = ray.wait([*running, *starting], num_returns=1, timeout=wait)
+            for ref in done:
+                if ref in starting:
+                    slot = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                        self._setup_failures = 0
+                        idle.append(slot)
+                    except (RayActorError, RayTaskError) as error:
+                        self._setup_failures += 1
+                        if self._setup_failures >= MAX_SETUP_FAILURES:
+                            raise RuntimeError(
+                                f"{MAX_SETUP_FAILURES} workers in a row failed to start: {error}"
+                            ) from error
+                        replace(slot)
+                    continue
+                sample, slot, _ = running.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except RayActorError:
+                    replace(slot)
+                    fail(sample, "worker died")
+                    continue
+                except (RayTaskError, GetTimeoutError) as error:
+                    idle.append(slot)
+                    fail(sample, str(getattr(error, "cause", None) or error).splitlines()[-1])
+                    continue
+                idle.append(slot)
+                if math.isfinite(value):
+                    losses[sample] = value
+                else:
+                    fail(sample, f"loss {value}")
+            if self.timeout is not None:
+                now = time.monotonic()
+                late = [r for r, (_, _, s) in running.items() if now - s > self.timeout]
+                for ref in late:
+                    sample, slot, _ = running.pop(ref)
+                    stats.timed_out += 1
+                    replace(slot)
+                    fail(sample, f"timeout {self.timeout:g} s")
+        self.last = stats
+        self.stats.add(stats)
+        return losses
+
+
+def _host_losses(evaluator: RayEvaluator, everything: Any, *args: Any) -> tuple[np.ndarray, ...]:
+    """The pure_callback body: split the stacked pytree into parameter sets and
+    evaluate them. Returns the losses and the counts (retried, failed)."""
+    leaves, treedef = jax.tree.flatten(everything)
+    leaves = [np.asarray(leaf) for leaf in leaves]
+    n = leaves[0].shape[0]
+    population = [jax.tree.unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(n)]
+    losses = evaluator.evaluate(population, tuple(np.asarray(a) for a in args))
+    counts = np.asarray([evaluator.last.retried, evaluator.last.failed], np.int32)
+    return losses, counts
+
+
+def ray_es(
+    evaluator: RayEvaluator,
+    sigma: float | Any,
+    samples: int,
+    *,
+    antithetic: bool = True,
+    rank_shaping: bool = False,
+    baseline: str = "mean",
+    has_aux: bool = False,
+) -> Callable[..., tuple[Any, Any]]:
+    """The ES estimator of `bbpes.estimators.es` with the population evaluated by
+    `evaluator` (a black-box loss on a Ray cluster).
+
+    `sigma`, `samples`, `antithetic`, `rank_shaping` and `baseline` mean what they mean
+    in `es`; for the same key and a loss that agrees with the JAX one, the gradient is
+    the same. The S perturbed parameter sets (S x params floats) are formed at once and
+    sent to the workers with the unperturbed params, whose loss is returned.
+
+    **Returns:** `f(params, key, *args) -> (loss, grads)`; with `has_aux`,
+    `((loss, {"retried": int, "failed": int}), grads)`, the retry counts of this
+    estimate (for `GradientLearner(..., has_aux=True)`, so they go into the history).
+    Jittable (the evaluation is a `jax.pure_callback`), not differentiable.
+    """
+    if samples < 1:
+        raise ValueError(f"ES needs at least one sample, got samples={samples}")
+    if antithetic and samples % 2:
+        raise ValueError(f"mirrored sampling needs an even number of samples, got {samples}")
+    if baseline not in ("mean", "center", "none"):
+        raise ValueError(f"baseline must be 'mean', 'center' or 'none', got {baseline!r}")
+    weigh = partial(
+        fitness_weights, antithetic=antithetic, rank_shaping=rank_shaping, baseline=baseline
+    )
+
+    def value_and_grad(params, key, *args):
+        flat, unravel = ravel_pytree(params)
+        dim, dtype = flat.shape[0], flat.dtype
+        scale = scale_vector(sigma, params, flat)
+        indices = jnp.arange(samples)
+
+        def perturbed(index):
+            return unravel(flat + scale * sample_noise(key, index, dim, antithetic, dtype))
+
+        population = jax.vmap(perturbed)(indices)
+        everything = jax.tree.map(lambda c, p: jnp.concatenate([c[None], p]), params, population)
+        shapes = (
+            jax.ShapeDtypeStruct((samples + 1,), dtype),
+            jax.ShapeDtypeStruct((2,), jnp.int32),
+        )
+        losses, counts = jax.pure_callback(
+            partial(_host_losses, evaluator), shapes, everything, *args, vmap_method="sequential"
+        )
+        center, losses = losses[0], losses[1:]
+        total = weighted_noise_sum(
+            weigh(losses, center), key, indices, dim, antithetic, None, dtype
+        )
+        grads = unravel(total / (scale * samples))
+        if has_aux:
+            return (center, {"retried": counts[0], "failed": counts[1]}), grads
+        return center, grads
+
+    return value_and_grad
