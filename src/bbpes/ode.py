@@ -2,9 +2,13 @@
 
     dy/dt = f(t, y, params, *args),   y(t0) = y0(params, *args)
     loss  = terminal(y(t1), params, *args) + integral_{t0}^{t1} running(t, y, params, *args) dt
+            + observation(y(ts), params, *args)
 
 The running cost is integrated alongside the state (an extra scalar `q`, dq/dt =
-running), so every loss is a function of the final augmented state `(y, q)` only.
+running), so the terminal and running costs are a function of the final augmented state
+`(y, q)` only. The optional observation cost sees the solution at the times `ts` (e.g. a
+fit to data observed at many times); the pnde adjoint does not support it (fnde, BPTT
+and ES do).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ class ODELoss(eqx.Module):
     - `running_cost`: `(t, y, params, *args) -> scalar`, or None.
     - `terminal_cost`: `(y, params, *args) -> scalar`, or None.
     - `solver`, `stepsize_controller`, `dt0`, `max_steps`: passed to `diffrax.diffeqsolve`.
+    - `ts`: observation times, shape `(T,)`, increasing, inside [t0, t1]; or None.
+    - `observation_cost`: `(ys, params, *args) -> scalar`, where `ys` is the solution `y`
+      at `ts` (a pytree like `y` with leading axis T); or None. Needs `ts`.
 
     Calling it, `ode_loss(params, *args)`, solves forward and returns the loss; a solve
     that fails (too many steps, a blow-up) returns `inf` instead of raising, so that ES
@@ -49,6 +56,12 @@ class ODELoss(eqx.Module):
     )
     dt0: float | None = None
     max_steps: int = 100_000
+    ts: Array | None = None
+    observation_cost: Callable[..., Array] | None = None
+
+    def __check_init__(self):
+        if self.observation_cost is not None and self.ts is None:
+            raise ValueError("an ODELoss with an observation_cost needs the observation times ts")
 
     def augmented_field(self, t, state, params, *args):
         """d(y, q)/dt for the state augmented with the running-cost integral `q`."""
@@ -87,16 +100,26 @@ class ODELoss(eqx.Module):
             self.dt0,
             self.augmented_initial_state(params, *args),
             args=(params, *args),
-            saveat=saveat or diffrax.SaveAt(t1=True),
+            saveat=saveat or self.default_saveat(),
             stepsize_controller=self.stepsize_controller,
             adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
             max_steps=self.max_steps,
             throw=False,
         )
 
+    def default_saveat(self) -> diffrax.SaveAt:
+        """What `loss_of_solution` needs: t1, and the observation times if there are any."""
+        if self.observation_cost is None:
+            return diffrax.SaveAt(t1=True)
+        return diffrax.SaveAt(ts=self.ts, t1=True)
+
     def loss_of_solution(self, sol: diffrax.Solution, params, *args) -> Array:
+        """The loss of a solve saved as `default_saveat()` says (`inf` if it failed)."""
         final = jax.tree.map(lambda x: x[-1], sol.ys)
         loss = self.final_loss(final, params, *args)
+        if self.observation_cost is not None:
+            observed = jax.tree.map(lambda x: x[:-1], sol.ys[0])
+            loss = loss + self.observation_cost(observed, params, *args)
         return jnp.where(sol.result == diffrax.RESULTS.successful, loss, jnp.inf)
 
     def __call__(self, params, *args) -> Array:

@@ -41,7 +41,12 @@ class AdjointSolution(NamedTuple):
 
 def pnde_solve(ode: ODELoss, params, *args, ts: Array | None = None) -> AdjointSolution:
     """Loss and pnde gradient of `ode` at `params`, optionally with the adjoint and the
-    running gradient saved at the times `ts` (any order, inside [t0, t1])."""
+    running gradient saved at the times `ts` (any order, inside [t0, t1]).
+
+    Supports terminal and running costs; an `observation_cost` (which would need jumps
+    of the adjoint at every observation time) raises `ValueError`: use fnde or BPTT."""
+    if ode.observation_cost is not None:
+        raise ValueError("pnde does not support an ODELoss with an observation_cost; use fnde")
     params = jax.lax.stop_gradient(params)
     forward = ode.solve(params, *args, saveat=diffrax.SaveAt(t1=True, dense=True))
     final = jax.tree.map(lambda x: x[-1], forward.ys)
@@ -87,6 +92,8 @@ def pnde_solve(ode: ODELoss, params, *args, ts: Array | None = None) -> AdjointS
 
 def pnde(ode: ODELoss) -> Callable[..., tuple[Array, Any]]:
     """Adjoint gradient over the cached forward solution: `f(params, key, *args) -> (loss, grads)`."""
+    if ode.observation_cost is not None:
+        raise ValueError("pnde does not support an ODELoss with an observation_cost; use fnde")
 
     def estimate(params, key, *args):
         del key

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from bbpes.experiments import ConfigError, get
+from bbpes.experiments.runner import run_experiment
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"methods": "es,pnde"},
+        {"samples": "3"},
+        {"t_min": "0"},
+        {"solver": "tsit5"},
+        {"sigma": "-1"},
+    ],
+)
+def test_bad_settings_are_refused(overrides):
+    with pytest.raises(ConfigError):
+        get("rober").config(overrides)
+
+
+def test_quick_runs_in_float64():
+    config = get("rober").config(quick=True)
+    assert config["x64"] is True and config["methods"] == ["es", "bptt"]
+
+
+@pytest.mark.slow
+def test_rober_runs_every_method_and_reports_species_errors(tmp_path):
+    run, metrics = run_experiment(
+        "rober",
+        {
+            "methods": "es,bptt,bptt_scaled",
+            "steps_es": "6",
+            "steps_bp": "6",
+            "samples": "4",
+            "n_points": "8",
+            "t_max": "10.0",
+            "eval_every": "3",
+        },
+        out=tmp_path / "run",
+    )
+    for method in ("es", "bptt", "bptt_scaled"):
+        for species in ("y1", "y2", "y3"):
+            assert metrics[f"mae_{species}_{method}"] >= 0
+        assert metrics[f"final_loss_{method}"] > 0
+        assert metrics[f"steps_{method}"] == 6 or f"stopped_{method}" in metrics
+    assert metrics["final_loss_es"] < metrics["initial_loss"]
+    assert (run.path / "species.png").exists() and (run.path / "loss.png").exists()
