@@ -1,0 +1,237 @@
+"""`dopamine-mnist`: dopaminergic neural nets on MNIST ("Biologically plausible neural
+networks via evolutionary dynamics and dopaminergic plasticity", section 3.2): a fixed
+Kaiming-uniform ReLU layer of `h` units and a softmax output layer trained one example
+at a time by the dopamine rule (both readings, both signs), by SGD (Adam) and by
+SignSGD (Eq. 5), with Table 2 of the paper beside ours."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import plotting
+from ..estimators.backprop import bptt
+from ..learners import GradientLearner
+from ..learners.dopamine import DIRECTIONS, RULES, Dopamine
+from ..models.random_features import RandomFeatures, compute_features
+from ..runs import RunDir
+from ..tasks.mnist import SCALINGS, SOURCES, MnistData, load_mnist, locate
+from .base import Experiment, require
+from .nne_mnist import DATA_DEFAULTS, DATA_HELP, fit_readout, last, readout_loss
+
+PAPER_TABLE2 = {  # test accuracy after 500 epochs, MNIST 0-9
+    1000: {"sgd": 0.9034, "signsgd": 0.8684, "dnn": 0.8484},
+    100_000: {"sgd": 0.9256, "signsgd": 0.9021, "dnn": 0.9076},
+}
+WIDE = 10_000  # from this width on, features are kept in float16 to halve their memory
+
+
+def variant_name(rule: str, direction: str, epsilon1: float) -> str:
+    return f"dnn_{rule}_{direction}_eps{epsilon1:g}"
+
+
+def load_data(config: dict[str, Any]) -> MnistData:
+    return load_mnist(
+        config["data_dir"] or None,
+        digits=tuple(range(10)),
+        train_per_digit=config["train_per_digit"] or None,
+        test_per_digit=config["test_per_digit"] or None,
+        source=config["data_source"],
+        scaling=config["scaling"],
+        seed=config["seed"],
+    )
+
+
+def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
+    data = load_data(config)
+    key_features, key_readout = jax.random.split(jax.random.key(config["seed"]))
+    layer = RandomFeatures(
+        data.train_x.shape[1], config["hidden"], key=key_features, k=config["k_cap"]
+    )
+    dtype = np.float16 if config["hidden"] >= WIDE else np.float32
+    features = (
+        compute_features(layer, data.train_x, dtype=dtype),
+        compute_features(layer, data.test_x, dtype=dtype),
+    )
+    labels = (data.train_y, data.test_y)
+    bound = 1.0 / np.sqrt(config["hidden"])  # the usual default of a linear layer
+    w0 = jax.random.uniform(key_readout, (config["hidden"], 10), jnp.float32, -bound, bound)
+    n = len(data.train_x)
+
+    def fit(learner, batch_size, label):
+        steps = config["epochs"] * max(n // batch_size, 1)
+        return fit_readout(
+            config,
+            learner,
+            w0,
+            features,
+            labels,
+            steps=steps,
+            batch_size=batch_size,
+            run_dir=run_dir,
+            label=label,
+        )[1]
+
+    histories = {
+        "sgd": fit(
+            GradientLearner(bptt(readout_loss), optax.adam(config["sgd_lr"])),
+            config["batch_size"],
+            "sgd",
+        ),
+        "signsgd": fit(
+            GradientLearner(bptt(readout_loss), optax.sign_sgd(config["signsgd_lr"])),
+            config["batch_size"],
+            "signsgd",
+        ),
+    }
+    variants = list(
+        itertools.product(config["dnn_rules"], config["dnn_directions"], config["dnn_epsilon1"])
+    )
+    for rule, direction, epsilon1 in variants:
+        name = variant_name(rule, direction, epsilon1)
+        learner = Dopamine(rule, direction, config["dnn_epsilon0"], epsilon1)
+        histories[name] = fit(learner, config["dnn_batch"], name)
+
+    metrics: dict[str, Any] = {
+        "data": data.source,
+        "train_images": n,
+        "test_images": len(data.test_x),
+        "hidden": config["hidden"],
+        "k_cap": config["k_cap"],
+        "epochs": config["epochs"],
+        "test_accuracy_sgd": last(histories["sgd"]),
+        "test_accuracy_signsgd": last(histories["signsgd"]),
+    }
+    for name, history in histories.items():
+        if name.startswith("dnn_"):
+            metrics[f"test_accuracy_{name}"] = last(history)
+            metrics[f"peak_test_accuracy_{name}"] = max(
+                (r["accuracy"] for r in history if "accuracy" in r), default=float("nan")
+            )
+    dnn = [variant_name(*v) for v in variants]
+    if dnn:
+        best = max(dnn, key=lambda name: metrics[f"test_accuracy_{name}"])
+        metrics["test_accuracy_dnn"] = metrics[f"test_accuracy_{best}"]
+        metrics["dnn_best_variant"] = best
+    paper = PAPER_TABLE2.get(config["hidden"])
+    if paper is not None and not config["k_cap"]:
+        metrics.update({f"paper_test_accuracy_{k}": v for k, v in paper.items()})
+    write_table(run_dir, metrics, data, dnn)
+    plot_epochs(run_dir, histories, data, config, n)
+    return metrics
+
+
+def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData, dnn: list[str]):
+    h = metrics["hidden"]
+    paper = PAPER_TABLE2.get(h) if not metrics["k_cap"] else None
+    cap = f", k-cap {metrics['k_cap']}" if metrics["k_cap"] else ""
+    lines = [
+        f"# Table 2: test accuracy (%) on MNIST 0-9, h = {h}{cap}",
+        "",
+        f"Ours: {data.source}; {metrics['train_images']} training images, "
+        f"{metrics['test_images']} test images, {metrics['epochs']} epochs. "
+        "The paper: 500 epochs on MNIST.",
+        "",
+        "| model | paper | ours |",
+        "| --- | --- | --- |",
+    ]
+
+    def cell(value):
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    for key, name in (("sgd", "SGD (Adam)"), ("signsgd", "SignSGD")):
+        lines.append(
+            f"| {name} | {cell(paper and paper[key])} | {cell(metrics[f'test_accuracy_{key}'])} |"
+        )
+    for variant in dnn:
+        final = metrics[f"test_accuracy_{variant}"]
+        peak = metrics[f"peak_test_accuracy_{variant}"]
+        lines.append(
+            f"| DNN, {variant[4:]} | {cell(paper and paper['dnn'])} | "
+            f"{cell(final)} (best epoch {cell(peak)}) |"
+        )
+    (run_dir.path / "table2.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_epochs(run_dir: RunDir, histories: dict, data: MnistData, config, n: int) -> None:
+    fig, ((ax,),) = plotting.figure(width=6.5, height=4.2)
+    styles = {"sgd": ("SGD (Adam)", "tab:blue", "-"), "signsgd": ("SignSGD", "tab:orange", "-")}
+    cycle = itertools.cycle(["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive"])
+    for name, history in histories.items():
+        label, color, style = styles.get(name, (name[4:], next(cycle), "--"))
+        batch = config["batch_size"] if name in styles else config["dnn_batch"]
+        evals = [r for r in history if "accuracy" in r]
+        epochs = [r["step"] * batch / n for r in evals]
+        ax.plot(epochs, [r["accuracy"] for r in evals], style, color=color, label=label)
+    ax.set(
+        xlabel="epoch",
+        ylabel="test accuracy",
+        ylim=(0, 1),
+        title=f"h = {config['hidden']}"
+        + (f", k-cap {config['k_cap']}" if config["k_cap"] else "")
+        + f"; {data.split_tag}",
+    )
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    run_dir.save_figure(fig, "accuracy.png")
+
+
+def check(config: dict[str, Any]) -> None:
+    require(config["hidden"] >= 1, "hidden must be >= 1")
+    require(0 <= config["k_cap"] <= config["hidden"], "k_cap must be in 0..hidden (0: no cap)")
+    require(config["epochs"] >= 1, "epochs must be >= 1")
+    require(config["batch_size"] >= 1 and config["dnn_batch"] >= 1, "batch sizes must be >= 1")
+    require(all(e > 0 for e in config["dnn_epsilon1"]), "dnn_epsilon1 values must be positive")
+    require(config["train_per_digit"] >= 0 and config["test_per_digit"] >= 0, "per-digit >= 0")
+    if config["data_dir"]:
+        require(locate(config["data_dir"]) is not None, f"no MNIST files in {config['data_dir']}")
+
+
+EXPERIMENT = Experiment(
+    name="dopamine-mnist",
+    summary="dopaminergic plasticity vs SGD and SignSGD on fixed random ReLU features (Table 2)",
+    run=run,
+    defaults={
+        **DATA_DEFAULTS,
+        "train_per_digit": 0,
+        "test_per_digit": 0,
+        "hidden": 1000,
+        "k_cap": 0,
+        "epochs": 20,
+        "batch_size": 50,
+        "sgd_lr": 1e-3,
+        "signsgd_lr": 1e-3,
+        "dnn_rules": list(RULES),
+        "dnn_directions": list(DIRECTIONS),
+        "dnn_epsilon0": 0.75,
+        "dnn_epsilon1": [1.0, 1e-4],
+        "dnn_batch": 100,
+    },
+    quick={"epochs": 2, "test_per_digit": 200},
+    choices={
+        "data_source": SOURCES,
+        "scaling": SCALINGS,
+        "dnn_rules": RULES,
+        "dnn_directions": DIRECTIONS,
+    },
+    check=check,
+    help={
+        **DATA_HELP,
+        "train_per_digit": "training images per digit (0 = every one)",
+        "test_per_digit": "test images per digit (0 = every one)",
+        "hidden": "width h of the fixed random layer (the paper: 1000 and 100000)",
+        "k_cap": "only the k most driven hidden units fire (0: no cap; the paper: 256)",
+        "epochs": "passes over the training set (the paper: 500)",
+        "batch_size": "minibatch of SGD and SignSGD",
+        "dnn_rules": "readings of the dopamine rule: formula (the equation), prose (the text)",
+        "dnn_directions": "increase (as printed) or decrease (the opposite sign)",
+        "dnn_epsilon0": "loss threshold eps0 of the rule (the paper: 0.75)",
+        "dnn_epsilon1": "step sizes eps1 of the rule to run (the paper: 1)",
+        "dnn_batch": "examples per training-loop step (the rule still sees one at a time)",
+    },
+)
