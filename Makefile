@@ -16,15 +16,25 @@ install: $(STAMP)
 
 ## make demo: the main job on built-in data, in about a minute; prints where results went
 demo: $(STAMP)
-	$(BIN)/bbpes run turn-off --quick
+	$(BIN)/bbpes run evidence --quick
 
 ## make test: lint, then the default test suite (long checks: make test-slow)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow
+## make test-slow: the long checks, in a second venv that also has Brian2 (numpy < 2.4)
+BRIAN2_VENV  := .venv-brian2
+BRIAN2_STAMP := $(BRIAN2_VENV)/.installed
+
+$(BRIAN2_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BRIAN2_VENV)
+	$(BRIAN2_VENV)/bin/pip install --quiet --upgrade pip
+	$(BRIAN2_VENV)/bin/pip install --quiet -e '.[dev,brian2]'
+	touch $(BRIAN2_STAMP)
+
+test-slow: $(BRIAN2_STAMP)
+	$(BRIAN2_VENV)/bin/pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -35,4 +45,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BRIAN2_VENV) build src/*.egg-info .pytest_cache .ruff_cache

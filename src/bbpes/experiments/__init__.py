@@ -16,6 +16,14 @@ _MODULES = [
     "adjoint_drift",
     "turn_off_brian2",
     "neuroevolution_gd",
+    "spiral",
+    "spiral_scaling",
+    "rober",
+    "nne_mnist",
+    "dopamine_mnist",
+    "nne_linear",
+    "evidence",
+    "memory",
 ]
 
 

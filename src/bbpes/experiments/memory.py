@@ -1,0 +1,192 @@
+"""`memory`: how much memory one learning-signal evaluation of the evidence network
+needs as the trial grows (BBPES paper, section 3.2.2, case C: "over 25 GB" for BPTT).
+
+For each method (es, bptt, bptt_checkpointed, pnde) and trial length (the 50 inputs
+held longer), the reported `peak_bytes` is XLA's buffer assignment of the compiled
+estimator `(weights, key, tokens, labels) -> (loss, grads)`: arguments + outputs +
+temporaries - aliased buffers. It is deterministic and needs compiling only, so sizes
+far beyond this machine's memory are measured too. With `rss=true`, each size that fits
+is also run once in a fresh subprocess and its peak resident memory reported (minus that
+of a subprocess that builds the same problem and runs nothing).
+
+pnde's figure is the dense-output buffer diffrax allocates for `max_steps` steps (the
+fixed stepper's step count by default), not the steps a solve happens to take.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import psutil
+
+from .. import plotting
+from ..runs import RunDir
+from . import evidence
+from .base import Experiment, methods_of, require
+
+PAPER_CLAIM_BYTES = 25e9
+"""Section 3.2.2, case C (1 s, 128 cells, batch 64): BPTT needs "over 25 GB"."""
+
+SIGNALS = ("es", "bptt", "bptt_checkpointed", "pnde")
+
+
+def evidence_config(config: dict[str, Any], length_ms: float) -> dict[str, Any]:
+    """The `evidence` configuration of one measurement: its defaults, this experiment's
+    sizes, and each input held `length_ms / n_inputs`."""
+    shared = ("n_cells", "batch", "samples", "es_chunk", "n_inputs", "input_dim", "dt")
+    return {
+        **evidence.EXPERIMENT.defaults,
+        **{key: config[key] for key in (*shared, "window", "ode_rtol", "ode_atol", "seed")},
+        "ode_max_steps": 0,
+        "neuron": config["neuron"],
+        "hold": length_ms / config["n_inputs"],
+    }
+
+
+def problem(config: dict[str, Any]):
+    """`(estimator inputs, task, network)` for an `evidence` configuration."""
+    task, network = evidence.build(config)
+    weights = evidence.initial_weights(config, task, 0)
+    tokens, labels = task.trials(config["batch"], [config["seed"], 2, 0, 0])
+    return (weights, jax.random.key(0), tokens, labels), task, network
+
+
+def peak_bytes(method: str, config: dict[str, Any]) -> int:
+    args, task, network = problem(config)
+    estimator = evidence.make_estimator(method, task, network, config)
+    return evidence.compiled_peak_bytes(estimator, *args)
+
+
+def child_rss(method: str, config: dict[str, Any]) -> int:
+    """Run in a subprocess: build the problem, evaluate `method` once (unless "none"),
+    return the process's peak resident memory in bytes."""
+    import resource
+
+    args, task, network = problem(config)
+    if method != "none":
+        estimator = evidence.make_estimator(method, task, network, config)
+        jax.block_until_ready(jax.jit(estimator)(*args))
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def measured_rss(method: str, config: dict[str, Any]) -> int:
+    code = (
+        "import json, sys, jax\n"
+        f"jax.config.update('jax_enable_x64', {bool(config['x64'])})\n"
+        "from bbpes.experiments.memory import child_rss\n"
+        "print(json.dumps(child_rss(sys.argv[1], json.loads(sys.argv[2]))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, method, json.dumps(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
+    from ..progress import log
+
+    lengths = [float(x) for x in config["lengths_ms"]]
+    methods = methods_of(config, "method")
+    available = psutil.virtual_memory().available
+    metrics: dict[str, Any] = {
+        "measure": "XLA compiled memory_analysis: arguments + outputs + temporaries - aliased",
+        "paper_claim_bytes": PAPER_CLAIM_BYTES,
+        "available_bytes": available,
+    }
+    table: dict[str, list[int]] = {m: [] for m in methods}
+    for length in lengths:
+        sub = evidence_config(config, length)
+        baseline = measured_rss("none", sub) if config["rss"] else 0
+        for method in methods:
+            need = peak_bytes(method, sub)
+            table[method].append(need)
+            key = f"{method}_{length:g}ms"
+            metrics[f"peak_bytes_{key}"] = need
+            log(f"[memory] {method:18s} {length:6g} ms: {need / 1e6:10.1f} MB")
+            if config["rss"] and need < 0.5 * available:
+                metrics[f"rss_bytes_{key}"] = measured_rss(method, sub) - baseline
+    for method, sizes in table.items():
+        metrics[f"growth_{method}"] = sizes[-1] / sizes[0]
+    if 1000.0 in lengths and "bptt" in methods:
+        case_c = table["bptt"][lengths.index(1000.0)]
+        metrics["bptt_case_c_bytes"] = case_c
+        metrics["bptt_case_c_over_paper_claim"] = case_c / PAPER_CLAIM_BYTES
+    plot(run_dir, lengths, table, config, available)
+    return metrics
+
+
+def plot(run_dir: RunDir, lengths, table, config, available) -> None:
+    fig, ((ax,),) = plotting.figure(width=6.0, height=4.2)
+    for method, sizes in table.items():
+        ax.plot(lengths, sizes, "o-", label=method, color=plotting.color(method))
+    ax.axhline(
+        PAPER_CLAIM_BYTES, color="black", ls="--", lw=0.8, label="paper: BPTT case C > 25 GB"
+    )
+    ax.axhline(available, color="gray", ls=":", lw=0.8, label="free memory here")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(lengths, [f"{x:g}" for x in lengths])
+    ax.set(
+        xlabel="trial length (ms), 50 inputs",
+        ylabel="peak bytes of one learning signal",
+        title=f"{config['n_cells']} cells, batch {config['batch']}, ES {config['samples']} samples",
+    )
+    ax.legend(fontsize=8)
+    run_dir.save_figure(fig, "memory.png")
+
+
+def check(config: dict[str, Any]) -> None:
+    lengths = config["lengths_ms"]
+    require(len(lengths) >= 1, "lengths_ms needs at least one length")
+    require(all(x > 0 for x in lengths), "lengths_ms must be positive")
+    require(list(lengths) == sorted(lengths), "lengths_ms must be increasing")
+    for length in lengths:
+        steps = length / config["n_inputs"] / config["dt"]
+        require(
+            abs(steps - round(steps)) < 1e-6 and round(steps) >= 1,
+            f"{length:g} ms / {config['n_inputs']} inputs is not a whole number of steps",
+        )
+        require(config["window"] <= length, "window must not exceed the shortest trial")
+    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require(config["n_cells"] >= 1 and config["batch"] >= 1, "n_cells and batch must be >= 1")
+    require(config["neuron"] in evidence.registry.CELLS, "unknown neuron")
+
+
+EXPERIMENT = Experiment(
+    name="memory",
+    summary="peak memory of one learning signal (ES, BPTT, checkpointed BPTT, pnde) as the evidence trial grows",
+    run=run,
+    defaults={
+        "lengths_ms": [100.0, 300.0, 1000.0, 3000.0],
+        "method": list(SIGNALS),
+        "n_cells": 128,
+        "batch": 64,
+        "samples": 100,
+        "es_chunk": 0,
+        "n_inputs": 50,
+        "input_dim": 32,
+        "window": 10.0,
+        "dt": 0.1,
+        "neuron": "morris_lecar",
+        "ode_rtol": 1e-4,
+        "ode_atol": 1e-4,
+        "rss": False,
+        "x64": False,
+    },
+    quick={"lengths_ms": [100.0, 300.0, 1000.0], "method": ["es", "bptt", "bptt_checkpointed"]},
+    choices={"method": SIGNALS},
+    check=check,
+    help={
+        "lengths_ms": "trial lengths: the 50 inputs held length / 50 each",
+        "rss": "also run each size that fits once in a fresh subprocess and report its peak RSS",
+        "es_chunk": "ES samples evaluated at once (0: all)",
+    },
+)
