@@ -212,10 +212,21 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     return metrics
 
 
+def optimizer(config: dict[str, Any], method: str) -> optax.GradientTransformation:
+    """Adam at `lr_es` (ES) or `lr` (the rest), with an optional cosine decay to a tenth
+    over the run and an optional clip of the gradient's global norm before it (BPTT's
+    gradient through spikes has rare huge outliers that unsettle Adam's moments)."""
+    lr = config["lr_es" if method == "es" else "lr"]
+    if config["lr_schedule"] == "cosine":
+        lr = optax.cosine_decay_schedule(lr, config["steps"], alpha=0.1)
+    adam = optax.adam(lr)
+    return optax.chain(optax.clip_by_global_norm(config["clip"]), adam) if config["clip"] else adam
+
+
 def train_method(method, estimator, task, network, test, config, run_dir):
     """Train `seeds` runs of one method from the same initial weights as every other
     method. Returns (one history per run, the first run's weights, stop notes)."""
-    learner = GradientLearner(estimator, optax.adam(config["lr_es" if method == "es" else "lr"]))
+    learner = GradientLearner(estimator, optimizer(config, method))
     accuracy = eqx.filter_jit(task.accuracy)
     runs, stopped, first = [], {}, None
     for k in range(config["seeds"]):
@@ -363,6 +374,7 @@ def check(config: dict[str, Any]) -> None:
     require(
         1 <= config["pca_trials"] <= config["test_trials"], "need 1 <= pca_trials <= test_trials"
     )
+    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
     require(config["neuron"] == "case" or config["neuron"] in registry.CELLS, "unknown neuron")
 
 
@@ -381,6 +393,8 @@ EXPERIMENT = Experiment(
         "sigma": 0.02,
         "lr": 5e-4,
         "lr_es": 0.002,
+        "lr_schedule": "constant",
+        "clip": 0.0,
         "steps": 300,
         "seeds": 5,
         "eval_every": 10,
@@ -416,7 +430,7 @@ EXPERIMENT = Experiment(
         "test_trials": 256,
         "n_inputs": 10,
     },
-    choices={"case": tuple(CASES), "method": SIGNALS},
+    choices={"case": tuple(CASES), "method": SIGNALS, "lr_schedule": ("constant", "cosine")},
     check=check,
     help={
         "case": "A: non-explosive 300 ms; B: explosive 300 ms; C: non-explosive 1 s",
@@ -427,6 +441,8 @@ EXPERIMENT = Experiment(
         "sigma": "ES perturbation std, in weight units",
         "lr": "Adam learning rate of the backprop methods",
         "lr_es": "Adam learning rate of ES",
+        "lr_schedule": "constant, or cosine (decay to a tenth over the run)",
+        "clip": "clip each gradient's global norm to this before Adam (0: off)",
         "i_app": "fixed bias current, in units of the cell's tonic-firing current",
         "in_scale": "std of W_in x at init (units of the cell's tonic-firing current)",
         "rec_scale": "std of W_rec T at init for all cells firing (same units)",
