@@ -337,12 +337,15 @@ def plot_pca(run_dir, network, weights, task, tokens, labels, method, config) ->
         label = int(labels[trial])
         ax.plot(*projected[:, trial].T, color=colors[label], lw=0.6, alpha=0.4)
         ax.scatter(*projected[-1, trial], color=colors[label], s=14, zorder=3)
-    for label in range(3):
+    for label in range(3):  # bold: the mean trajectory of the trials with this label
+        mine = projected[:, np.asarray(labels[:n]) == label]
+        if mine.shape[1]:
+            ax.plot(*mine.mean(axis=1).T, color=colors[label], lw=2.5)
         ax.plot([], [], color=colors[label], label=f"type {label + 1} most frequent")
     ax.set(
         xlabel=f"PC1 ({explained[0]:.0%})",
         ylabel=f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2",
-        title=f"Hidden activity, {method}-trained (dots: end of trial)",
+        title=f"Hidden activity, {method}-trained\n(dots: end of trial; bold: mean per label)",
     )
     ax.legend(fontsize=8)
     run_dir.save_figure(fig, "pca.png")
