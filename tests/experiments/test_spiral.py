@@ -146,3 +146,14 @@ def test_spiral_scaling_runs_and_times_the_best_sigma(tmp_path):
         assert f"iterations_to_target_es_s{s}_sigma0.01" in metrics
     assert metrics["seconds_to_target_bptt"] > 0
     assert (run.path / "scaling.png").exists()
+
+
+@pytest.mark.slow
+def test_cosine_schedule_changes_the_training_and_is_refused_when_unknown(tmp_path):
+    tiny = {**TINY, "method": "bptt", "runs": "1", "lr": "0.05"}
+    _, constant = run_experiment("spiral", tiny, out=tmp_path / "constant")
+    _, cosine = run_experiment("spiral", {**tiny, "lr_schedule": "cosine"}, out=tmp_path / "cos")
+    assert np.isfinite(cosine["final_loss_bptt"])
+    assert cosine["final_loss_bptt"] != constant["final_loss_bptt"]
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        get("spiral").config({"lr_schedule": "linear"})

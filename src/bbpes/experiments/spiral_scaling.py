@@ -200,7 +200,11 @@ def check(config: dict[str, Any]) -> None:
 
 
 DEFAULTS = {
-    **{k: v for k, v in SPIRAL_DEFAULTS.items() if k not in ("method", "samples", "sigma")},
+    **{
+        k: v
+        for k, v in SPIRAL_DEFAULTS.items()
+        if k not in ("method", "samples", "sigma", "lr_schedule")
+    },
     "hidden": 1000,
     "runs": 1,
     "steps": 3000,
