@@ -94,15 +94,17 @@ def _run(args: argparse.Namespace) -> None:
     )
     figures = sorted(p.name for p in run.path.glob("*.png"))
     log("")
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) or v is None}
+    print("metrics:")
+    for key, value in list(shown.items())[:30]:
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        print(f"  {key} = {text}")
+    # the paths last, so they are what the terminal shows when the run ends
     print(f"results: {run.path}/")
     print(f"  metrics: {run.path / 'metrics.json'}")
     print(f"  history: {run.path / 'history.jsonl'}")
     for name in figures:
         print(f"  figure:  {run.path / name}")
-    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) or v is None}
-    for key, value in list(shown.items())[:30]:
-        text = f"{value:.6g}" if isinstance(value, float) else str(value)
-        print(f"  {key} = {text}")
 
 
 def _bench(args: argparse.Namespace) -> None:
