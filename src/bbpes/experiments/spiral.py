@@ -231,7 +231,10 @@ def iterations_to_target(curve: dict, target: float, window: int) -> tuple[float
 
 def seconds_at(curve: dict, step: float) -> float:
     """Training seconds (evaluation excluded) up to `step`, without the first step,
-    which includes compilation: (t[step] - t[1]) * step / (step - 1)."""
+    which includes compilation: (t[step] - t[1]) * step / (step - 1). A target met
+    before training (step 0) took 0 s; after one step it cannot be told from compiling."""
+    if step == 0:
+        return 0.0
     if not np.isfinite(step) or step < 2:
         return float("nan")
     t = dict(zip(curve["step"].astype(int), curve["seconds"]))
