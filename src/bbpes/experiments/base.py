@@ -105,6 +105,11 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def require_mirrored_samples(config: Mapping[str, Any], key: str = "samples") -> None:
+    """The ES sample count `config[key]`: mirrored pairs, so even and at least 2."""
+    require(config[key] >= 2 and config[key] % 2 == 0, f"{key} must be even and >= 2")
+
+
 def methods_of(config: Mapping[str, Any], key: str = "methods") -> list[str]:
     value = config[key]
     return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -32,7 +32,7 @@ from ..neurons.base import AbstractCell
 from ..runs import RunDir
 from ..tasks.evidence import EvidenceTask, window_majority_accuracy
 from ..train import train
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_mirrored_samples
 
 SIGNALS = ("es", "bptt", "bptt_checkpointed", "pnde", "fnde")
 
@@ -58,7 +58,7 @@ def hold_ms(config: dict[str, Any]) -> float:
 
 def cell_drive(name: str) -> float:
     """The cell's tonic-firing current (its own current unit), the unit of the weights."""
-    return float(getattr(registry, "DRIVE", {}).get(name, DEFAULT_DRIVE))
+    return float(registry.DRIVE.get(name, DEFAULT_DRIVE))
 
 
 def build(config: dict[str, Any]) -> tuple[EvidenceTask, RecurrentNetwork]:
@@ -353,7 +353,7 @@ def plot_pca(run_dir, network, weights, task, tokens, labels, method, config) ->
 
 def check(config: dict[str, Any]) -> None:
     require(config["n_cells"] >= 1 and config["batch"] >= 1, "n_cells and batch must be >= 1")
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["steps"] >= 1 and config["seeds"] >= 1, "steps and seeds must be >= 1")
     require(config["eval_every"] >= 1, "eval_every must be >= 1")

@@ -26,7 +26,7 @@ import psutil
 from .. import plotting
 from ..runs import RunDir
 from . import evidence
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_mirrored_samples
 
 PAPER_CLAIM_BYTES = 25e9
 """Section 3.2.2, case C (1 s, 128 cells, batch 64): BPTT needs "over 25 GB"."""
@@ -155,7 +155,7 @@ def check(config: dict[str, Any]) -> None:
             f"{length:g} ms / {config['n_inputs']} inputs is not a whole number of steps",
         )
         require(config["window"] <= length, "window must not exceed the shortest trial")
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["n_cells"] >= 1 and config["batch"] >= 1, "n_cells and batch must be >= 1")
     require(config["neuron"] in evidence.registry.CELLS, "unknown neuron")
 

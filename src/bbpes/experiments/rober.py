@@ -27,7 +27,7 @@ from ..models.neural_ode import NeuralODE, rober_field
 from ..runs import RunDir
 from ..tasks.rober import SOLVERS, SPECIES, Rober
 from ..train import train
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_mirrored_samples
 
 METHODS = ("es", "bptt", "fnde", "bptt_scaled")
 
@@ -198,7 +198,7 @@ def check(config: dict[str, Any]) -> None:
     require(0 < config["t_min"] < config["t_max"], "need 0 < t_min < t_max")
     require(config["n_points"] >= 2, "n_points must be >= 2")
     require(config["rtol"] > 0 and config["atol"] > 0, "rtol and atol must be positive")
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["lr_es"] > 0 and config["lr_bp"] > 0, "learning rates must be positive")
     require(

@@ -34,7 +34,7 @@ from ..models.neural_ode import NeuralODE, spiral_field
 from ..runs import RunDir
 from ..tasks.spiral import Spiral
 from ..train import train
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_mirrored_samples
 
 METHODS = ("es", "bptt", "fnde")
 
@@ -373,7 +373,7 @@ def check(config: dict[str, Any]) -> None:
     require(config["hidden"] >= 1, "hidden must be >= 1")
     require(config["runs"] >= 1, "runs must be >= 1")
     require(config["steps"] >= 2, "steps must be >= 2")
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["lr"] > 0, "lr must be positive")
     require(config["tol"] > 0, "tol must be positive")

@@ -21,7 +21,7 @@ from ..neurons.readout import hard_threshold, soft_threshold
 from ..runs import RunDir
 from ..tasks.turn_off import TurnOff
 from ..train import train
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_mirrored_samples
 
 PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
 READOUTS = {"soft": soft_threshold, "hard": hard_threshold}
@@ -186,7 +186,7 @@ def plot_training(run_dir: RunDir, curves: dict, initial_loss: float, config: di
 
 def check(config: dict[str, Any]) -> None:
     require(config["t_end"] > 0 and config["dt"] > 0, "t_end and dt must be positive")
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["steps"] >= 1, "steps must be >= 1")
     require(

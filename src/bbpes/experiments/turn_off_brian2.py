@@ -27,7 +27,7 @@ from ..runs import RunDir
 from ..tasks.turn_off import TurnOff
 from ..tasks.turn_off_brian2 import METHODS, TARGETS, Brian2TurnOff
 from ..train import train
-from .base import Experiment, require
+from .base import Experiment, require, require_mirrored_samples
 
 PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
 
@@ -171,7 +171,7 @@ def check(config: dict[str, Any]) -> None:
         n_steps(config["t_end"], config["dt"])
     except ValueError as error:
         require(False, str(error))
-    require(config["samples"] >= 2 and config["samples"] % 2 == 0, "samples must be even and >= 2")
+    require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["steps"] >= 1, "steps must be >= 1")
     require(config["workers"] >= 0, "workers must be >= 0 (0: every free CPU)")
