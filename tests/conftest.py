@@ -10,6 +10,10 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# `bbpes run` splits the CPU into one device per core unless told otherwise; the
+# in-process runs of the suite keep one device (whichever test starts JAX first), and
+# the tests of the split ask for it in a subprocess.
+os.environ.setdefault("BBPES_CPU_DEVICES", "1")
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from bbpes.estimators import es
-from bbpes.parallel import population_mesh
+from bbpes.parallel import population_mesh, population_mesh_for, split_cpu
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,3 +55,38 @@ def test_mesh_must_divide_the_population():
     es(lambda p: p, 0.1, 4, mesh=mesh)  # fine
     with pytest.raises(ValueError, match="divides"):
         es(lambda p: p, 0.1, 4, mesh=population_mesh(mesh.devices.tolist() * 3))
+
+
+def test_population_mesh_only_when_it_helps():
+    assert population_mesh_for(4) is None  # one device here: nothing to split
+
+
+def test_split_cpu_asks_for_one_device_per_core(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("BBPES_CPU_DEVICES", raising=False)
+    assert split_cpu() == (os.cpu_count() or 1)
+    if split_cpu() > 1:
+        assert f"device_count={os.cpu_count()}" in os.environ["XLA_FLAGS"]
+
+
+def test_split_cpu_respects_the_user(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=3")
+    assert split_cpu(8) == 3
+    assert os.environ["XLA_FLAGS"].count("device_count") == 1
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1")
+    monkeypatch.setenv("BBPES_CPU_DEVICES", "1")
+    assert split_cpu() == 1
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_foo=1"
+    monkeypatch.setenv("BBPES_CPU_DEVICES", "4")
+    assert split_cpu() == 4
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_foo=1 --xla_force_host_platform_device_count=4"
+
+
+def test_a_bad_device_count_is_a_one_line_error(monkeypatch, capsys):
+    from bbpes.cli import main
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("BBPES_CPU_DEVICES", "two")
+    assert main(["run", "turn-off", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "bbpes: error: BBPES_CPU_DEVICES must be a positive integer, got 'two'"

@@ -113,9 +113,20 @@ def _bench(args: argparse.Namespace) -> None:
     run_benchmark(args.name, _overrides(args.set), quick=args.quick, out=args.out)
 
 
+def _split_cpu() -> None:
+    from .parallel import split_cpu
+
+    try:
+        split_cpu()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "run":  # benchmarks time one device (`bench devices`: both)
+            _split_cpu()
         if args.command == "list":
             _list()
         elif args.command == "show":

@@ -109,3 +109,15 @@ def test_bad_arguments_raise():
         es(quadratic, 0.1, 5)
     with pytest.raises(ValueError, match="at least one"):
         es(quadratic, 0.1, 0)
+
+
+@pytest.mark.parametrize(
+    "n, chunk_size, shape",
+    [(50, 20, (3, 17)), (100, 20, (5, 20)), (7, None, (1, 7)), (5, 9, (1, 5))],
+)
+def test_chunks_are_balanced_and_cover_every_sample(n, chunk_size, shape):
+    from bbpes.estimators.es import _chunked
+
+    chunks, valid = _chunked(jnp.arange(n), chunk_size)
+    assert chunks.shape == shape == valid.shape
+    assert sorted(np.asarray(chunks)[np.asarray(valid)].tolist()) == list(range(n))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +100,31 @@ def test_optimizer_clips_before_adam_and_decays_the_rate():
     for _ in range(11):  # the 11th update is made at count = steps: the rate is a tenth
         updates, state = cosine.update(grads, state, params)
     assert abs(float(updates["w"][0])) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_cli_splits_the_cpu_and_shards_the_es_population(tmp_path):
+    """`bbpes run` splits the CPU into one device per core (here: 2, asked for) and
+    evidence shards its ES population over them: the same training to float rounding
+    as on one device."""
+    argv = ["run", "evidence", *settings(method="es", seeds=1, steps=3)]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # conftest: 1 device
+    split = subprocess.run(
+        [sys.executable, "-m", "bbpes", *argv, "--out", str(tmp_path / "split")],
+        env={**env, "BBPES_CPU_DEVICES": "2"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert split.returncode == 0, split.stderr[-2000:]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0  # this process: 1 device
+
+    def losses(name):
+        lines = (tmp_path / name / "history.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+    metrics = {
+        n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("split", "whole")
+    }
+    assert metrics["split"]["devices"] == "2 cpu" and metrics["whole"]["devices"] == "1 cpu"
+    assert len(losses("split")) == 3
+    np.testing.assert_allclose(losses("split"), losses("whole"), rtol=1e-4)

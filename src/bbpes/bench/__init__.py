@@ -17,7 +17,7 @@ from typing import Any
 from ..experiments.base import ConfigError, parse_value
 from ..runs import atomic_write_json, to_jsonable
 
-_MODULES: list[str] = ["sim", "es", "memory", "roofline", "nne_generation"]
+_MODULES: list[str] = ["sim", "es", "devices", "memory", "roofline", "nne_generation"]
 
 
 @dataclass(frozen=True)

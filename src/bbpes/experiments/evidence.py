@@ -29,6 +29,7 @@ from ..learners import GradientLearner
 from ..models.bnn import RecurrentNetwork, Weights, init_weights
 from ..neurons import registry
 from ..neurons.base import AbstractCell
+from ..parallel import population_mesh_for
 from ..runs import RunDir
 from ..tasks.evidence import EvidenceTask, window_majority_accuracy
 from ..train import train
@@ -100,8 +101,11 @@ def initial_weights(config: dict[str, Any], task: EvidenceTask, run: int) -> Wei
     )
 
 
-def make_estimator(method: str, task: EvidenceTask, network: RecurrentNetwork, config: dict):
-    """`f(weights, key, tokens, labels) -> (loss, grads)` for `method`."""
+def make_estimator(
+    method: str, task: EvidenceTask, network: RecurrentNetwork, config: dict, mesh=None
+):
+    """`f(weights, key, tokens, labels) -> (loss, grads)` for `method` (ES's population
+    sharded over `mesh`, if one is given)."""
     return estimator_by_name(
         method,
         loss=partial(task.loss, network),
@@ -115,6 +119,7 @@ def make_estimator(method: str, task: EvidenceTask, network: RecurrentNetwork, c
         sigma=config["sigma"],
         samples=config["samples"],
         chunk_size=config["es_chunk"] or None,
+        mesh=mesh if method == "es" else None,
     )
 
 
@@ -181,11 +186,14 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     curves: dict[str, list[list[dict]]] = {}
     trained: dict[str, Weights] = {}
     for method in methods_of(config, "method"):
-        estimator = make_estimator(method, task, network, config)
+        mesh = population_mesh_for(config["samples"]) if method == "es" else None
+        estimator = make_estimator(method, task, network, config, mesh)
         example = task.trials(config["batch"], [config["seed"], 2, 0, 0])
         need = compiled_peak_bytes(
             estimator, initial_weights(config, task, 0), jax.random.key(0), *example
         )
+        if mesh is not None and jax.default_backend() == "cpu":
+            need *= mesh.size  # XLA reports one device; a split CPU's devices share its memory
         metrics[f"predicted_bytes_{method}"] = need
         if need > limit:
             metrics[f"skipped_{method}"] = (

@@ -74,6 +74,11 @@ def run_experiment(
     t0 = time.perf_counter()
     with jax.enable_x64(bool(config.get("x64", False))):
         metrics = experiment.run(dict(config, resume=resume), run)
-    metrics = {**metrics, "wall_seconds": time.perf_counter() - t0}
+    metrics = {
+        **metrics,
+        "wall_seconds": time.perf_counter() - t0,
+        # ES populations are sharded over the devices: float rounding depends on it
+        "devices": f"{jax.device_count()} {jax.default_backend()}",
+    }
     run.write_json(METRICS, metrics)
     return run, metrics

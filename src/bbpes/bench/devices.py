@@ -1,0 +1,102 @@
+"""`bbpes bench devices`: one ES step and one BPTT step on the evidence network with
+the CPU left whole (one JAX device) and split into one device per core (the ES
+population sharded over them, as `bbpes run` does by default).
+
+JAX fixes its device count when it starts, so each layout is timed in a fresh
+process (`python -m bbpes.bench.devices CONFIG`), one after the other in this command.
+Ratios above 1 mean the split CPU is faster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import partial
+from typing import Any
+
+from . import Benchmark
+from .network import PAPER_SIZES, QUICK_SIZES
+from .timing import load_average
+
+_FLAG = "--xla_force_host_platform_device_count"
+
+
+def measure(config: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of one ES step (population sharded when there are several devices) and
+    one BPTT step, in this process."""
+    import jax
+    import optax
+
+    from ..estimators import bptt, es
+    from ..learners import GradientLearner
+    from ..parallel import population_mesh_for
+    from .es import learner_step
+    from .network import evidence_config, problem
+    from .timing import time_call
+
+    ev = evidence_config(config)
+    with jax.enable_x64(False):
+        task, network, weights, tokens, labels, _ = problem(config)
+        loss = partial(task.loss, network)
+        mesh = population_mesh_for(config["samples"])
+        signal = es(loss, ev["sigma"], config["samples"], chunk_size=config["es_chunk"], mesh=mesh)
+        adam = optax.adam(ev["lr_es"])
+        es_time = time_call(
+            learner_step(GradientLearner(signal, adam), weights, tokens, labels), config["repeat"]
+        )
+        bptt_time = time_call(
+            learner_step(GradientLearner(bptt(loss), adam), weights, tokens, labels),
+            config["repeat"],
+        )
+    return {
+        "devices": jax.device_count(),
+        "sharded": mesh is not None,
+        "es_step_seconds": es_time["best"],
+        "bptt_step_seconds": bptt_time["best"],
+    }
+
+
+def in_fresh_process(config: dict[str, Any], devices: int) -> dict[str, Any]:
+    """`measure(config)` in a new Python whose CPU is split into `devices` devices."""
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if _FLAG not in f)
+    env = {**os.environ, "XLA_FLAGS": f"{flags} {_FLAG}={devices}".strip()}
+    result = subprocess.run(
+        [sys.executable, "-m", __name__, json.dumps(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"timing with {devices} device(s) failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(config: dict[str, Any]) -> dict[str, Any]:
+    split = config["devices"] or os.cpu_count() or 1
+    whole = in_fresh_process(config, 1)
+    parts = in_fresh_process(config, split)
+    return {
+        "load_average": load_average(),
+        "devices": parts["devices"],
+        "population_sharded": parts["sharded"],
+        "es_step_seconds_one_device": whole["es_step_seconds"],
+        "es_step_seconds_split": parts["es_step_seconds"],
+        "bptt_step_seconds_one_device": whole["bptt_step_seconds"],
+        "bptt_step_seconds_split": parts["bptt_step_seconds"],
+        "es_speedup": whole["es_step_seconds"] / parts["es_step_seconds"],
+        "bptt_speedup": whole["bptt_step_seconds"] / parts["bptt_step_seconds"],
+    }
+
+
+BENCHMARK = Benchmark(
+    name="devices",
+    summary="ES and BPTT steps with the CPU as one JAX device vs one device per core",
+    run=run,
+    defaults={**PAPER_SIZES, "dt": 0.1, "seed": 0, "repeat": 3, "es_chunk": 10, "devices": 0},
+    quick={**QUICK_SIZES, "n_cells": 32},
+)
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))
