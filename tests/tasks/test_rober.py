@@ -73,6 +73,7 @@ def test_a_zero_field_keeps_the_initial_state_and_has_the_matching_losses(task):
         assert float(e[f"mae_{name}"]) == pytest.approx(error[:, i].mean(), rel=1e-9, abs=1e-15)
     assert float(e["relative_mae_y2"]) == pytest.approx(error[:, 1].mean() / task.scale[1])
     assert float(eqx.filter_jit(task.loss)(field)) == pytest.approx(error.mean(), rel=1e-9)
+    assert float(task.null_loss()) == pytest.approx(float(eqx.filter_jit(task.loss)(field)))
     # the scaled cost divides each species by its scale (checked on the known solution)
     y0s = jnp.tile(jnp.array([1.0, 0.0, 0.0]), (30, 1))
     scaled = task.ode_loss(scaled=True).observation_cost(y0s, field)

@@ -80,7 +80,10 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     field0 = initial_field(config)
     loss = eqx.filter_jit(task.loss)
     errors = eqx.filter_jit(task.species_errors)
-    metrics: dict[str, Any] = {"initial_loss": float(loss(field0))}
+    metrics: dict[str, Any] = {
+        "initial_loss": float(loss(field0)),
+        "null_field_loss": float(task.null_loss()),
+    }
     curves, fields = {}, {}
     for method in methods_of(config):
         last = {"params": field0}
@@ -122,7 +125,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         curves[method] = history
         metrics.update(method_metrics(method, history, fields[method], loss, errors))
     plot_species(run_dir, task, fields)
-    plot_loss(run_dir, curves, metrics["initial_loss"])
+    plot_loss(run_dir, curves, metrics["initial_loss"], metrics["null_field_loss"])
     return metrics
 
 
@@ -167,8 +170,11 @@ def plot_species(run_dir: RunDir, task: Rober, fields: dict[str, NeuralODE]) -> 
     run_dir.save_figure(fig, "species.png")
 
 
-def plot_loss(run_dir: RunDir, curves: dict[str, list[dict]], initial_loss: float) -> None:
-    """Fig. 10B: the plain loss at the evaluations, and each method's training loss."""
+def plot_loss(
+    run_dir: RunDir, curves: dict[str, list[dict]], initial_loss: float, null_loss: float
+) -> None:
+    """Fig. 10B: the plain loss at the evaluations, and each method's training loss,
+    against the loss of the initial field and of a zero field (nothing moves)."""
     fig, ((ax_plain, ax_train),) = plotting.figure(ncols=2)
     for method, history in curves.items():
         evals = [r for r in history if r.get("plain_loss") is not None]
@@ -187,6 +193,7 @@ def plot_loss(run_dir: RunDir, curves: dict[str, list[dict]], initial_loss: floa
             lw=0.8,
         )
     ax_plain.axhline(initial_loss, color="gray", ls="--", lw=0.8, label="initial")
+    ax_plain.axhline(null_loss, color="black", ls=":", lw=0.8, label="zero field")
     ax_plain.set(xlabel="iteration", ylabel="plain loss (MAE)", yscale="log", title="ROBER")
     ax_train.set(xlabel="iteration", ylabel="loss being trained", yscale="log", title="Training")
     ax_plain.legend(fontsize=8)
