@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bbpes.experiments import ConfigError, get
@@ -14,11 +15,32 @@ from bbpes.experiments.runner import run_experiment
         {"t_min": "0"},
         {"solver": "tsit5"},
         {"sigma": "-1"},
+        {"field": "log"},
+        {"field": "normalised", "lr_es": "fast"},
     ],
 )
 def test_bad_settings_are_refused(overrides):
     with pytest.raises(ConfigError):
         get("rober").config(overrides)
+
+
+def test_unset_settings_take_the_field_preset_and_explicit_ones_win():
+    plain = get("rober").config()
+    assert (plain["field"], plain["sigma"], plain["lr_es"]) == ("plain", 1e-4, 1e-4)
+    normalised = get("rober").config({"field": "normalised"})
+    assert normalised["sigma"] == 0.1 and normalised["init_output_scale"] == 1.0
+    mine = get("rober").config({"field": "normalised", "sigma": "0.05", "lr_bp": "1"})
+    assert mine["sigma"] == 0.05 and mine["lr_bp"] == 1.0 and mine["lr_es"] == 5e-3
+
+
+def test_normalised_field_scales_each_output_by_its_species_scale_over_the_span():
+    from bbpes.experiments.rober import initial_field, make_task
+
+    config = get("rober").config({"field": "normalised", "n_points": "8"})
+    task = make_task(config)
+    field = initial_field(config, task)
+    np.testing.assert_allclose(field.output_scale, np.asarray(task.scale) / 1e5, rtol=1e-12)
+    assert initial_field(get("rober").config({"n_points": "8"}), task).output_scale is None
 
 
 def test_quick_runs_in_float64():

@@ -88,3 +88,13 @@ def test_rober_field_has_six_hidden_layers_of_five(key):
     field = rober_field(key=key)
     assert [lin.weight.shape for lin in field.mlp.layers] == [(5, 3)] + [(5, 5)] * 5 + [(3, 5)]
     assert field.mlp.activation == "gelu" and field.power == 1
+
+
+def test_output_scale_multiplies_each_component_and_is_not_a_parameter(key):
+    scale = (1.0, 3.6e-5, 0.98)
+    plain = rober_field(key=key)
+    scaled = rober_field(key=key, output_scale=scale)
+    y = jnp.array([0.9, 1e-5, 0.1])
+    np.testing.assert_allclose(scaled(0.0, y), plain(0.0, y) * np.asarray(scale), rtol=1e-12)
+    # ES flattens the array leaves only: the scale is a static constant, not trained
+    assert len(jax.tree.leaves(scaled)) == len(jax.tree.leaves(plain))

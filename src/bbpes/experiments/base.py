@@ -2,8 +2,10 @@
 
 An experiment is a plain function `run(config, run_dir) -> metrics` plus its settings.
 Every setting has a default whose type fixes how `--set KEY=VALUE` is parsed; `quick`
-holds the overrides of `--quick`; `choices` lists allowed values; `check` rejects bad
-combinations. Nothing is written before the whole configuration is valid.
+holds the overrides of `--quick`; `choices` lists allowed values; `resolve` fills in
+settings left to depend on others (a preset per model, say), so that `config.json`
+records the values used; `check` rejects bad combinations. Nothing is written before
+the whole configuration is valid.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Experiment:
     quick: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], None] | None = None
+    resolve: Callable[[dict[str, Any]], None] | None = None  # fills settings in place
     help: Mapping[str, str] = field(default_factory=dict)  # one line per setting
 
     def config(
@@ -39,7 +42,8 @@ class Experiment:
         seed: int | None = None,
     ) -> dict[str, Any]:
         """The resolved configuration: defaults, then `quick`, then `overrides` (strings
-        are parsed by the type of the default), then `seed`. Raises `ConfigError`."""
+        are parsed by the type of the default), then `seed`, then `resolve`. Raises
+        `ConfigError`."""
         config = dict(self.defaults)
         config.setdefault("seed", 0)
         if quick:
@@ -59,6 +63,8 @@ class Experiment:
                     raise ConfigError(
                         f"bad value {value!r} for '{key}' (choose from {', '.join(map(str, allowed))})"
                     )
+        if self.resolve is not None:
+            self.resolve(config)
         if self.check is not None:
             self.check(config)
         return config

@@ -19,10 +19,13 @@ from .mlp import MLP
 
 
 class NeuralODE(eqx.Module):
-    """The autonomous vector field `f(t, y) = mlp(y ** power)`.
+    """The autonomous vector field `f(t, y) = mlp(y ** power) * output_scale`.
 
     **Fields:** `mlp` (the trainable parameters; every leaf is an array), `power`
-    (static int, applied elementwise to the state before the MLP).
+    (static int, applied elementwise to the state before the MLP), `output_scale`
+    (static tuple of `d` floats multiplying each component of the MLP's output, or None
+    for none; Kim et al. 2021 normalise a stiff field by `species scale / time span` so
+    that an O(1) output moves each species by its own scale over the whole span).
 
     `__call__(t, y, args=None)` takes one state of shape `(d,)` and returns dy/dt of
     shape `(d,)`; `batched(t, ys)` does the same for states of shape `(B, d)`.
@@ -30,10 +33,14 @@ class NeuralODE(eqx.Module):
 
     mlp: MLP
     power: int = eqx.field(static=True, default=1)
+    output_scale: tuple[float, ...] | None = eqx.field(static=True, default=None)
 
     def __call__(self, t, y: Array, args=None) -> Array:
         del t, args
-        return self.mlp(y**self.power)
+        out = self.mlp(y**self.power)
+        if self.output_scale is None:
+            return out
+        return out * jnp.asarray(self.output_scale, out.dtype)
 
     def batched(self, t, ys: Array, args=None) -> Array:
         """dy/dt for a batch of states `(B, d)` that share one solve."""
@@ -75,8 +82,15 @@ def spiral_field(hidden: int, *, key: Array, weight_std: float = 0.1) -> NeuralO
 
 
 def rober_field(
-    *, key: Array, width: int = 5, depth: int = 6, activation: str = "gelu"
+    *,
+    key: Array,
+    width: int = 5,
+    depth: int = 6,
+    activation: str = "gelu",
+    output_scale: tuple[float, ...] | None = None,
 ) -> NeuralODE:
-    """dy/dt = MLP(y), 3 -> 3, with `depth` hidden layers of `width` units (six of five
-    GELU units in Kim et al. 2021 and the paper's section 3.3.2)."""
-    return NeuralODE(MLP(3, 3, (width,) * depth, activation, key=key), power=1)
+    """dy/dt = MLP(y) (times `output_scale`, if given), 3 -> 3, with `depth` hidden layers
+    of `width` units (six of five GELU units in Kim et al. 2021 and the paper's section
+    3.3.2)."""
+    mlp = MLP(3, 3, (width,) * depth, activation, key=key)
+    return NeuralODE(mlp, power=1, output_scale=output_scale)
