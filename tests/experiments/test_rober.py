@@ -17,6 +17,7 @@ from bbpes.experiments.runner import run_experiment
         {"sigma": "-1"},
         {"field": "log"},
         {"field": "normalised", "lr_es": "fast"},
+        {"rank_shaping": "maybe"},
     ],
 )
 def test_bad_settings_are_refused(overrides):
@@ -29,6 +30,11 @@ def test_unset_settings_take_the_field_preset_and_explicit_ones_win():
     assert (plain["field"], plain["sigma"], plain["lr_es"]) == ("plain", 1e-4, 1e-4)
     normalised = get("rober").config({"field": "normalised"})
     assert normalised["sigma"] == 0.1 and normalised["init_output_scale"] == 1.0
+    assert normalised["rank_shaping"] is True and plain["rank_shaping"] is False
+    assert (
+        get("rober").config({"field": "normalised", "rank_shaping": "false"})["rank_shaping"]
+        is False
+    )
     mine = get("rober").config({"field": "normalised", "sigma": "0.05", "lr_bp": "1"})
     assert mine["sigma"] == 0.05 and mine["lr_bp"] == 1.0 and mine["lr_es"] == 5e-3
 

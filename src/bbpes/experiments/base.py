@@ -97,8 +97,9 @@ def parse_value(key: str, raw: Any, default: Any) -> Any:
             items = [t.strip() for t in text.split(",") if t.strip()]
             kind = type(default[0]) if default else str
             return [parse_value(key, t, kind()) if kind is not str else t for t in items]
-        if default is None:
-            return json.loads(text) if text[:1] in "-0123456789[{" or text == "null" else text
+        if default is None:  # a JSON literal (number, bool, null, list, object), else the text
+            literal = text[:1] in "-0123456789[{" or text in ("null", "true", "false")
+            return json.loads(text) if literal else text
         return text
     except (ValueError, json.JSONDecodeError):
         kind = type(default).__name__ if default is not None else "value"

@@ -32,13 +32,25 @@ from ..models.neural_ode import NeuralODE, rober_field
 from ..runs import RunDir
 from ..tasks.rober import SOLVERS, SPECIES, Rober
 from ..train import train
-from .base import ConfigError, Experiment, methods_of, require, require_mirrored_samples
+from .base import Experiment, methods_of, parse_value, require, require_mirrored_samples
 
 METHODS = ("es", "bptt", "fnde", "bptt_scaled")
 
 FIELDS = {
-    "plain": {"sigma": 1e-4, "lr_es": 1e-4, "lr_bp": 1e-4, "init_output_scale": 0.01},
-    "normalised": {"sigma": 0.1, "lr_es": 5e-3, "lr_bp": 5e-3, "init_output_scale": 1.0},
+    "plain": {
+        "sigma": 1e-4,
+        "lr_es": 1e-4,
+        "lr_bp": 1e-4,
+        "init_output_scale": 0.01,
+        "rank_shaping": False,
+    },
+    "normalised": {
+        "sigma": 0.1,
+        "lr_es": 5e-3,
+        "lr_bp": 5e-3,
+        "init_output_scale": 1.0,
+        "rank_shaping": True,
+    },
 }
 """How the network's output becomes dy/dt, and the ES and Adam settings that suit each
 (the settings left at None take these). `plain`: dy/dt = NN(y), the paper's and the
@@ -227,13 +239,10 @@ def plot_loss(
 
 def resolve(config: dict[str, Any]) -> None:
     """Settings left at None take the preset of the configured `field`."""
-    for key, value in FIELDS[config["field"]].items():
-        if config[key] is None:
-            config[key] = value
-        elif isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
-            raise ConfigError(f"bad value {config[key]!r} for '{key}' (expected a number)")
-        else:
-            config[key] = float(config[key])
+    for key, preset in FIELDS[config["field"]].items():
+        given = config[key]
+        # a value given on the command line is parsed like a setting of the preset's type
+        config[key] = preset if given is None else parse_value(key, str(given), preset)
 
 
 def check(config: dict[str, Any]) -> None:
@@ -262,7 +271,7 @@ EXPERIMENT = Experiment(
         "field": "plain",
         "samples": 50,
         "sigma": None,
-        "rank_shaping": False,
+        "rank_shaping": None,
         "lr_es": None,
         "lr_bp": None,
         "init_output_scale": None,
@@ -292,7 +301,7 @@ EXPERIMENT = Experiment(
         "methods": "es (plain loss), bptt / fnde (plain loss), bptt_scaled (species-scaled loss)",
         "field": "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
         "sigma": "ES perturbation scale (default: the field's preset)",
-        "rank_shaping": "ES weights the perturbations by centered ranks of their losses",
+        "rank_shaping": "ES weights the perturbations by centered ranks of their losses (default: the field's preset)",
         "lr_es": "Adam learning rate of ES (default: the field's preset)",
         "lr_bp": "Adam learning rate of the backpropagation methods (default: the field's preset)",
         "steps_fnde": "iterations of fnde (each backsolves a ~190-dim stiff adjoint: slow)",
