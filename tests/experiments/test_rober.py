@@ -76,3 +76,15 @@ def test_rober_runs_every_method_and_reports_species_errors(tmp_path):
         assert metrics[f"steps_{method}"] == 6 or f"stopped_{method}" in metrics
     assert metrics["final_loss_es"] < metrics["initial_loss"]
     assert (run.path / "species.png").exists() and (run.path / "loss.png").exists()
+
+
+@pytest.mark.slow
+def test_es_on_the_normalised_field_beats_the_zero_field(tmp_path):
+    """The full 1e-5..1e5 grid and the plain loss: ES fits past the field that leaves
+    y at y(0) (which the plain field never got below in 2,000 iterations)."""
+    _, metrics = run_experiment(
+        "rober",
+        {"field": "normalised", "methods": "es", "steps_es": "300", "eval_every": "100"},
+        out=tmp_path / "run",
+    )
+    assert metrics["final_loss_es"] < 0.85 * metrics["null_field_loss"], metrics

@@ -211,7 +211,7 @@ def plot_loss(
 ) -> None:
     """Fig. 10B: the plain loss at the evaluations, and each method's training loss,
     against the loss of the initial field and of a zero field (nothing moves)."""
-    fig, ((ax_plain, ax_train),) = plotting.figure(ncols=2)
+    fig, ((ax_plain, ax_train),) = plotting.figure(ncols=2, layout="constrained")
     for method, history in curves.items():
         evals = [r for r in history if r.get("plain_loss") is not None]
         ax_plain.plot(
@@ -232,8 +232,8 @@ def plot_loss(
     ax_plain.axhline(null_loss, color="black", ls=":", lw=0.8, label="zero field")
     ax_plain.set(xlabel="iteration", ylabel="plain loss (MAE)", yscale="log", title="ROBER")
     ax_train.set(xlabel="iteration", ylabel="loss being trained", yscale="log", title="Training")
-    ax_plain.legend(fontsize=8)
-    ax_train.legend(fontsize=8)
+    ax_plain.legend(fontsize=8, loc="lower left")
+    ax_train.legend(fontsize=8, loc="lower left")
     run_dir.save_figure(fig, "loss.png")
 
 
