@@ -18,10 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bbpes run evidence --quick
 
-## make test: lint, then the default test suite (long checks: make test-slow)
+## make test: lint, then the default test suite, one worker per core (long checks: make test-slow)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 ## make test-slow: the long checks, in a second venv that also has Brian2 (numpy < 2.4)
 BRIAN2_VENV  := .venv-brian2
@@ -34,7 +34,7 @@ $(BRIAN2_STAMP): pyproject.toml
 	touch $(BRIAN2_STAMP)
 
 test-slow: $(BRIAN2_STAMP)
-	$(BRIAN2_VENV)/bin/pytest -q -m slow
+	$(BRIAN2_VENV)/bin/pytest -q -n auto -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
