@@ -34,7 +34,7 @@ $(BRIAN2_STAMP): pyproject.toml
 	touch $(BRIAN2_STAMP)
 
 test-slow: $(BRIAN2_STAMP)
-	$(BRIAN2_VENV)/bin/pytest -q -n auto -m slow
+	$(BRIAN2_VENV)/bin/pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
