@@ -15,11 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
 from ..runs import RunDir
-
-
-class ConfigError(ValueError):
-    """A user mistake in the configuration: reported in one line, exit code 2."""
 
 
 @dataclass(frozen=True)

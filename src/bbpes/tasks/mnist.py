@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiments.base import ConfigError
+from ..errors import ConfigError
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
