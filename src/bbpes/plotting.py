@@ -40,15 +40,16 @@ def mean_and_spread(
     *,
     label: str,
     color: str | None = None,
+    ls: str = "-",
 ) -> None:
-    """Mean over runs (rows) as a line and +-1 standard deviation as a band; runs of
-    unequal length are cut to the shortest."""
+    """Mean over runs (rows) as a line (style `ls`) and +-1 standard deviation as a
+    band; runs of unequal length are cut to the shortest."""
     n = min(len(r) for r in runs)
     data = np.asarray([np.asarray(r[:n], float) for r in runs])
     x = np.asarray(x[:n], float)
     mean = np.nanmean(data, axis=0)
     line = ax.plot(
-        x, mean, label=f"{label} (n={len(runs)})" if len(runs) > 1 else label, color=color
+        x, mean, label=f"{label} (n={len(runs)})" if len(runs) > 1 else label, color=color, ls=ls
     )
     if len(runs) > 1:
         std = np.nanstd(data, axis=0)

@@ -24,6 +24,7 @@ _MODULES = [
     "nne_linear",
     "evidence",
     "memory",
+    "study",
 ]
 
 

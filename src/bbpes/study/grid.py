@@ -1,0 +1,296 @@
+"""The equal-budget competition of learning signals on one regime.
+
+For every signal of a regime:
+
+1. **Calibrate** (in the same command as every other signal): compile its step, read
+   the compiled program's peak bytes, time a few steps and one forward pass. The
+   wall-clock budget B becomes a step count, `floor(B / step_seconds)`, so that a run
+   is deterministic, exactly resumable, and every signal gets the same seconds on this
+   machine at this load. The calibration is stored, so a resumed grid keeps the same
+   step counts.
+2. **Tune** on run 0: each value of the signal's sweep trains for the budget; the
+   value with the best *validation* metric at the end is selected (never the test set).
+3. **Seeds**: the selected value trains on runs 1..n (fresh seeds: not the tuning run),
+   with the test metric every tenth of the run.
+
+A signal that would not fit in memory is reported with its predicted bytes and not run.
+Every finished cell (a tuning value or a seed) is stored as JSON in the run directory;
+a killed grid continues where it stopped, cell by cell, and an unfinished cell resumes
+from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+import optax
+
+from ..devices import available_memory_bytes
+from ..runs import RunDir
+from ..signals import forward_passes, make_learner, signal
+from ..train import train
+from .problem import Problem, Regime
+
+Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
+
+
+def default_optimizer(method: str, settings: Mapping[str, Any]) -> optax.GradientTransformation:
+    """Adam at the signal's learning rate (`lr_es` or `lr`), clipped where the signal
+    takes the clip (`clip` > 0)."""
+    info = signal(method)
+    adam = optax.adam(settings["lr_es" if info.lr == "es" else "lr"])
+    if info.clip and settings.get("clip", 0):
+        return optax.chain(optax.clip_by_global_norm(settings["clip"]), adam)
+    return adam
+
+
+def _block(tree):
+    return jax.tree.map(
+        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree
+    )
+
+
+def calibrate(problem: Problem, learner, repeats: int = 3) -> dict[str, float]:
+    """Seconds of one step (median of `repeats` after compiling), of one forward pass,
+    the compile seconds and the compiled step's peak bytes."""
+    params = problem.init(0)
+    state = learner.init(params)
+    args = problem.batch(0, 0) if problem.batch is not None else ()
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = eqx.filter_jit(learner.step).lower(state, key, *args).compile()
+    compile_seconds = time.perf_counter() - t0
+    analysis = compiled.compiled.memory_analysis()
+    peak = None
+    if analysis is not None:
+        peak = int(
+            analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+            + analysis.temp_size_in_bytes
+            - analysis.alias_size_in_bytes
+        )
+    _block(compiled(state, key, *args))
+    steps = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        _block(compiled(state, jax.random.key(r + 1), *args))
+        steps.append(time.perf_counter() - t0)
+    forward = eqx.filter_jit(problem.forward or problem.forms.loss)
+    _block(forward(params, *args))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        _block(forward(params, *args))
+    forward_seconds = (time.perf_counter() - t0) / repeats
+    return {
+        "step_seconds": float(np.median(steps)),
+        "forward_seconds": float(forward_seconds),
+        "compile_seconds": compile_seconds,
+        "peak_bytes": peak,
+    }
+
+
+def _cell_name(regime: str, method: str, part: str) -> str:
+    return f"study/{regime}/{method.replace(':', '-')}/{part}.json"
+
+
+def _read(run_dir: RunDir, name: str) -> dict | None:
+    path = run_dir.file(name)
+    if not path.exists():
+        return None
+    import json
+
+    return json.loads(path.read_text())
+
+
+def train_cell(
+    regime: Regime,
+    problem: Problem,
+    method: str,
+    settings: Mapping[str, Any],
+    run: int,
+    steps: int,
+    run_dir: RunDir,
+    label: str,
+    metric_fn: Callable[[Any], float],
+    optimizer: Optimizer,
+    resume: bool,
+    evals: int = 10,
+) -> dict[str, Any]:
+    """Train one (signal, setting, run) for `steps` steps; returns its summary and
+    history (the metric every `steps / evals` steps)."""
+    learner = make_learner(method, problem.forms, optimizer(method, settings), settings)
+    result = train(
+        learner,
+        problem.init(run),
+        jax.random.key(1000 + run),
+        steps=steps,
+        batch=(lambda i: problem.batch(run, i)) if problem.batch is not None else None,
+        evaluate=lambda p: {regime.metric: float(metric_fn(p))},
+        eval_every=max(1, steps // evals),
+        run=run_dir,
+        label=label,
+        tags={"regime": regime.name, "method": method, "run": run},
+        resume=resume,
+        progress_keys=("loss", regime.metric),
+    )
+    curve = [
+        {"step": r["step"], "seconds": r.get("seconds", 0.0), regime.metric: r[regime.metric]}
+        for r in result.history
+        if regime.metric in r
+    ]
+    final = curve[-1][regime.metric] if curve else None
+    return {
+        "final": final,
+        "best": _best(regime, [c[regime.metric] for c in curve]),
+        "curve": curve,
+        "nonfinite_steps": int(sum(bool(r.get("nonfinite")) for r in result.history)),
+        "stopped": result.stopped,
+        "seconds": float(result.history[-1].get("seconds", 0.0)) if result.history else 0.0,
+    }
+
+
+def _best(regime: Regime, values: list) -> float | None:
+    best = None
+    for v in values:
+        if regime.better(v, best):
+            best = v
+    return best
+
+
+def run_signal(
+    regime: Regime,
+    problem: Problem,
+    method: str,
+    *,
+    budget: float,
+    seeds: int,
+    sweep: int,
+    run_dir: RunDir,
+    optimizer: Optimizer = default_optimizer,
+    resume: bool = False,
+    memory_limit: float | None = None,
+) -> dict[str, Any]:
+    """The leaderboard row of `method` on `regime` (see the module docstring)."""
+    base = dict(problem.settings)
+    tuning = regime.signals[method]
+    values = list(tuning.values(base))[:sweep]
+    calibration_name = _cell_name(regime.name, method, "calibration")
+    calibration = _read(run_dir, calibration_name) if resume else None
+    if calibration is None:
+        learner = make_learner(method, problem.forms, optimizer(method, base), base)
+        calibration = calibrate(problem, learner)
+        run_dir.write_json(calibration_name, calibration)
+    row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
+    row["family"] = signal(method).family
+    limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
+    if calibration["peak_bytes"] and calibration["peak_bytes"] > limit:
+        row["skipped"] = (
+            f"needs {calibration['peak_bytes'] / 1e9:.2f} GB, more than the {limit / 1e9:.2f} GB available"
+        )
+        return row
+    steps = max(1, math.floor(budget / calibration["step_seconds"]))
+    row["steps"] = steps
+    formula = forward_passes(method, base)
+    row["forward_passes_per_step"] = (
+        formula
+        if formula is not None
+        else calibration["step_seconds"] / max(calibration["forward_seconds"], 1e-12)
+    )
+    row["forward_passes_measured"] = calibration["step_seconds"] / max(
+        calibration["forward_seconds"], 1e-12
+    )
+    tuned = []
+    for k, value in enumerate(values):
+        name = _cell_name(regime.name, method, f"tune{k}")
+        cell = _read(run_dir, name) if resume else None
+        if cell is None:
+            settings = {**base, tuning.knob: value}
+            cell = train_cell(
+                regime,
+                problem,
+                method,
+                settings,
+                0,
+                steps,
+                run_dir,
+                f"{regime.name}-{method}-tune{k}",
+                problem.validate,
+                optimizer,
+                resume,
+            )
+            cell["value"] = value
+            run_dir.write_json(name, cell)
+        tuned.append(cell)
+    pick = 0
+    for k, cell in enumerate(tuned):
+        if regime.better(cell["final"], tuned[pick]["final"]):
+            pick = k
+    row["knob"], row["selected"] = tuning.knob, values[pick]
+    row["validation"] = [c["final"] for c in tuned]
+    runs = []
+    for run in range(1, seeds + 1):
+        name = _cell_name(regime.name, method, f"seed{run}")
+        cell = _read(run_dir, name) if resume else None
+        if cell is None:
+            settings = {**base, tuning.knob: values[pick]}
+            cell = train_cell(
+                regime,
+                problem,
+                method,
+                settings,
+                run,
+                steps,
+                run_dir,
+                f"{regime.name}-{method}-seed{run}",
+                problem.test,
+                optimizer,
+                resume,
+            )
+            run_dir.write_json(name, cell)
+        runs.append(cell)
+    row.update(summarise(regime, runs, row["forward_passes_per_step"], calibration["step_seconds"]))
+    row["curves"] = [c["curve"] for c in runs]
+    return row
+
+
+def summarise(
+    regime: Regime, runs: list[dict], passes_per_step: float, step_seconds: float
+) -> dict[str, Any]:
+    """Metric at the budget (mean, std over seeds), time and forward passes to target.
+
+    Seconds to target are the calibrated step time x the step at which the test metric
+    first met the target (the equal-budget clock, without compilation); the seconds the
+    runs actually took on the loaded machine are `measured_seconds_to_target`."""
+    finals = np.array([np.nan if r["final"] is None else r["final"] for r in runs], float)
+    to_target = []
+    for r in runs:
+        hit = next((c for c in r["curve"] if regime.reached(c[regime.metric])), None)
+        to_target.append(
+            None if hit is None else (hit["step"] * step_seconds, hit["step"], hit["seconds"])
+        )
+    hits = [t for t in to_target if t is not None]
+    out = {
+        "metric_mean": float(np.nanmean(finals)) if np.isfinite(finals).any() else None,
+        "metric_std": float(np.nanstd(finals)) if np.isfinite(finals).any() else None,
+        "metric_per_seed": [None if not np.isfinite(f) else float(f) for f in finals],
+        "reached": len(hits),
+        "seeds": len(runs),
+        "seconds_to_target": [None if t is None else t[0] for t in to_target],
+        "measured_seconds_to_target": [None if t is None else t[2] for t in to_target],
+        "forward_passes_to_target": [
+            None if t is None else t[1] * passes_per_step for t in to_target
+        ],
+        "nonfinite_steps": int(sum(r["nonfinite_steps"] for r in runs)),
+        "seconds_trained": float(np.mean([r["seconds"] for r in runs])),
+    }
+    if hits:
+        seconds = [t[0] for t in hits]
+        out["seconds_to_target_mean"] = float(np.mean(seconds))
+        out["seconds_to_target_std"] = float(np.std(seconds))
+    return out

@@ -1,0 +1,96 @@
+"""Ranking and verdicts of the signals study, on hand-made rows."""
+
+from bbpes.study.leaderboard import leaderboard_markdown, ranked, separated, verdict
+from bbpes.study.problem import Regime, Sweep
+
+REGIME = Regime("r", "claim", "accuracy", True, 0.9, {"es": Sweep("lr_es")}, build=None)
+LOWER = Regime("s", "claim", "mae", False, 0.04, {"es": Sweep("lr_es")}, build=None)
+
+
+def row(signal, family, mean, std, reached=0, seeds=3, to_target=None, to_std=0.0, **extra):
+    out = {
+        "regime": "r",
+        "signal": signal,
+        "family": family,
+        "metric_mean": mean,
+        "metric_std": std,
+        "reached": reached,
+        "seeds": seeds,
+        **extra,
+    }
+    if to_target is not None:
+        out["seconds_to_target_mean"], out["seconds_to_target_std"] = to_target, to_std
+    return out
+
+
+def test_rows_that_reach_the_target_rank_first_by_time_then_by_metric():
+    rows = [
+        row("a", "forward", 0.95, 0.01, reached=3, to_target=50.0),
+        row("b", "backprop", 0.97, 0.01, reached=3, to_target=20.0),
+        row("c", "forward", 0.99, 0.0, reached=2),  # best metric, but not every seed
+        row("d", "forward", 0.5, 0.0),
+    ]
+    assert [r["signal"] for r in ranked(REGIME, rows)] == ["b", "a", "c", "d"]
+
+
+def test_lower_is_better_regimes_rank_the_smallest_metric_first():
+    rows = [row("a", "forward", 0.2, 0.0), row("b", "backprop", 0.1, 0.0)]
+    assert [r["signal"] for r in ranked(LOWER, rows)] == ["b", "a"]
+
+
+def test_a_win_needs_separated_spreads():
+    close = [row("es", "forward", 0.80, 0.05), row("bptt", "backprop", 0.78, 0.05)]
+    assert verdict(REGIME, close).startswith("no separation")
+    apart = [row("es", "forward", 0.80, 0.01), row("bptt", "backprop", 0.70, 0.01)]
+    assert verdict(REGIME, apart).startswith("forward-only wins: es")
+    # in time to target: intervals 10 +- 2 and 30 +- 5 separate; 10 +- 2 and 13 +- 2 do not
+    fast = row("es", "forward", 0.95, 0.0, reached=3, to_target=10.0, to_std=2.0)
+    slow = row("bptt", "backprop", 0.95, 0.0, reached=3, to_target=30.0, to_std=5.0)
+    near = row("bptt", "backprop", 0.95, 0.0, reached=3, to_target=13.0, to_std=2.0)
+    assert separated(REGIME, fast, slow) and not separated(REGIME, slow, fast)
+    assert not separated(REGIME, fast, near)
+    assert verdict(REGIME, [fast, slow]).startswith("forward-only wins")
+
+
+def test_backprop_can_win_and_a_skipped_backprop_loses_to_any_run():
+    rows = [row("es", "forward", 0.6, 0.01), row("bptt", "backprop", 0.9, 0.01)]
+    assert verdict(REGIME, rows).startswith("backprop wins: bptt")
+    skipped = {**row("bptt", "backprop", None, None), "skipped": "needs 9 GB"}
+    assert verdict(REGIME, [row("es", "forward", 0.6, 0.01), skipped]).startswith(
+        "forward-only wins"
+    )
+
+
+def test_markdown_has_one_table_per_regime_in_rank_order():
+    rows = [
+        {
+            **row("es", "forward", 0.6, 0.01),
+            "knob": "lr_es",
+            "selected": 0.01,
+            "steps": 10,
+            "step_seconds": 0.1,
+            "nonfinite_steps": 0,
+            "peak_bytes": 1e6,
+        },
+        {
+            **row("bptt", "backprop", 0.9, 0.01),
+            "knob": "lr",
+            "selected": 0.001,
+            "steps": 5,
+            "step_seconds": 0.2,
+            "nonfinite_steps": 1,
+            "peak_bytes": 5e6,
+        },
+    ]
+    board = {
+        "scale": "tiny",
+        "budget_seconds": 1.0,
+        "seeds": 3,
+        "sweep": 3,
+        "notes": {"r": "n"},
+        "verdicts": {"r": verdict(REGIME, rows)},
+        "rows": rows,
+    }
+    text = leaderboard_markdown(board, {"r": REGIME})
+    assert text.index("| 1 | bptt") < text.index("| 2 | es")
+    assert "backprop wins" in text
