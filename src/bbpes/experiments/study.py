@@ -22,7 +22,7 @@ from .. import plotting
 from ..runs import RunDir
 from ..signals import names as signal_names
 from ..signals import signal
-from ..study.grid import run_signal
+from ..study.grid import calibration_for, run_signal
 from ..study.leaderboard import leaderboard_markdown, verdict
 from ..study.problem import Regime
 from . import study_regimes as R
@@ -145,7 +145,10 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         problem = regime.build(scale)
         notes[name] = problem.notes
         with jax.enable_x64(problem.x64):
-            for method in selected_signals(regime, config):
+            methods = selected_signals(regime, config)
+            for method in methods:  # timed back to back, at one load, before any trains
+                calibration_for(problem, method, run_dir, name, resume=config["resume"])
+            for method in methods:
                 rows.append(
                     run_signal(
                         regime,

@@ -30,7 +30,7 @@ from ..study.problem import Problem, Sweep
 BUDGETS = {
     "tiny": 1.0,
     "quick": 6.0,
-    "reduced": 25.0,
+    "reduced": 15.0,
     "paper": 1800.0,
 }
 """Training seconds per run (one tuning value or one seed) at each scale."""

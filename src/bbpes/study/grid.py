@@ -56,9 +56,10 @@ def _block(tree):
     )
 
 
-def calibrate(problem: Problem, learner, repeats: int = 3) -> dict[str, float]:
-    """Seconds of one step (median of `repeats` after compiling), of one forward pass,
-    the compile seconds and the compiled step's peak bytes."""
+def calibrate(problem: Problem, learner, repeats: int = 5) -> dict[str, float]:
+    """Seconds of one step and of one forward pass (each the fastest of `repeats`, after
+    compiling: the least disturbed by other load on a shared machine), the compile
+    seconds and the compiled step's peak bytes."""
     params = problem.init(0)
     state = learner.init(params)
     args = problem.batch(0, 0) if problem.batch is not None else ()
@@ -76,20 +77,19 @@ def calibrate(problem: Problem, learner, repeats: int = 3) -> dict[str, float]:
             - analysis.alias_size_in_bytes
         )
     _block(compiled(state, key, *args))
-    steps = []
+    steps, forwards = [], []
+    forward = eqx.filter_jit(problem.forward or problem.forms.loss)
+    _block(forward(params, *args))
     for r in range(repeats):
         t0 = time.perf_counter()
         _block(compiled(state, jax.random.key(r + 1), *args))
         steps.append(time.perf_counter() - t0)
-    forward = eqx.filter_jit(problem.forward or problem.forms.loss)
-    _block(forward(params, *args))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+        t0 = time.perf_counter()
         _block(forward(params, *args))
-    forward_seconds = (time.perf_counter() - t0) / repeats
+        forwards.append(time.perf_counter() - t0)
     return {
-        "step_seconds": float(np.median(steps)),
-        "forward_seconds": float(forward_seconds),
+        "step_seconds": float(np.min(steps)),
+        "forward_seconds": float(np.min(forwards)),
         "compile_seconds": compile_seconds,
         "peak_bytes": peak,
     }
@@ -163,6 +163,29 @@ def _best(regime: Regime, values: list) -> float | None:
     return best
 
 
+def calibration_for(
+    problem: Problem,
+    method: str,
+    run_dir: RunDir,
+    regime: str,
+    optimizer: Optimizer = default_optimizer,
+    resume: bool = False,
+) -> dict[str, float]:
+    """`method`'s calibration on `problem`: read from the run directory when it was
+    measured before (a resumed grid keeps its step counts), else measured and stored.
+    Calibrate every signal of a regime back to back, before any trains, so that they
+    are timed at the same load."""
+    name = _cell_name(regime, method, "calibration")
+    stored = _read(run_dir, name)  # a fresh run directory holds none
+    if stored is not None:
+        return stored
+    base = dict(problem.settings)
+    learner = make_learner(method, problem.forms, optimizer(method, base), base)
+    calibration = calibrate(problem, learner)
+    run_dir.write_json(name, calibration)
+    return calibration
+
+
 def run_signal(
     regime: Regime,
     problem: Problem,
@@ -180,12 +203,7 @@ def run_signal(
     base = dict(problem.settings)
     tuning = regime.signals[method]
     values = list(tuning.values(base))[:sweep]
-    calibration_name = _cell_name(regime.name, method, "calibration")
-    calibration = _read(run_dir, calibration_name) if resume else None
-    if calibration is None:
-        learner = make_learner(method, problem.forms, optimizer(method, base), base)
-        calibration = calibrate(problem, learner)
-        run_dir.write_json(calibration_name, calibration)
+    calibration = calibration_for(problem, method, run_dir, regime.name, optimizer, resume)
     row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
     row["family"] = signal(method).family
     limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
@@ -208,7 +226,7 @@ def run_signal(
     tuned = []
     for k, value in enumerate(values):
         name = _cell_name(regime.name, method, f"tune{k}")
-        cell = _read(run_dir, name) if resume else None
+        cell = _read(run_dir, name)
         if cell is None:
             settings = {**base, tuning.knob: value}
             cell = train_cell(
@@ -236,7 +254,7 @@ def run_signal(
     runs = []
     for run in range(1, seeds + 1):
         name = _cell_name(regime.name, method, f"seed{run}")
-        cell = _read(run_dir, name) if resume else None
+        cell = _read(run_dir, name)
         if cell is None:
             settings = {**base, tuning.knob: values[pick]}
             cell = train_cell(
