@@ -78,6 +78,7 @@ def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: 
         truncated_loss=_truncated(task, surrogate or network, config),
     )
     settings = {k: config[k] for k in ("sigma", "samples", "lr", "lr_es", "clip", "es_chunk")}
+    settings["n_params"] = n_params(initial_weights(config, task, 0))
     return Problem(
         forms=forms,
         init=lambda run: initial_weights(config, task, run),
@@ -90,6 +91,11 @@ def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: 
             f"{config['n_inputs']} inputs ({task.duration:g} ms), transmitter {transmitter}"
         ),
     )
+
+
+def n_params(params) -> int:
+    """The number of trainable numbers in `params`."""
+    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))))
 
 
 def _with_transmitter(network, kind: str):
@@ -144,7 +150,14 @@ def spiral_problem(scale: str) -> Problem:
         ),
         validate=lambda f: float(jnp.mean(jnp.stack([loss(f, *b) for b in held_out]))),
         test=lambda f: float(mae(f)),
-        settings={"sigma": 0.003, "samples": s["samples"], "lr": 1e-3, "lr_es": 1e-3, "clip": 0.0},
+        settings={
+            "sigma": 0.003,
+            "samples": s["samples"],
+            "lr": 1e-3,
+            "lr_es": 1e-3,
+            "clip": 0.0,
+            "n_params": n_params(spiral_field(s["hidden"], key=jax.random.key(0))),
+        },
         notes=f"H = {s['hidden']}, minibatches of 20 x 10 points; test: full-trajectory MAE from y(0)",
     )
 
@@ -192,6 +205,7 @@ def rober_problem(field: str, scale: str) -> Problem:
             "lr_es": config["lr_es"],
             "clip": 0.0,
             "rank_shaping": config["rank_shaping"],
+            "n_params": n_params(initial_field(config, task)),
         },
         notes=f"{field} field, {s['n_points']} log-spaced points, float64; validation = test",
         x64=True,
