@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-slow lint format clean
+.PHONY: install demo test test-slow lint format clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 ## make test: lint, then the default test suite, one worker per core (long checks: make test-slow)
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/pytest -q -n auto
 
 ## make test-slow: the long checks, in a second venv that also has Brian2 (numpy < 2.4)
@@ -36,9 +36,19 @@ $(BRIAN2_STAMP): pyproject.toml
 test-slow: $(BRIAN2_STAMP)
 	$(BRIAN2_VENV)/bin/pytest -q -m slow
 
+## make docs: the documentation site with the API reference, into build/site (strict: broken references fail)
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from .experiments.base import ConfigError
+from .errors import ConfigError
 
 USAGE_EXIT = 2
 
@@ -35,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting"
     )
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="settings from an earlier run's config.json or a TOML file (--set, --seed win)",
+    )
+    compare = sub.add_parser(
+        "compare", help="runs side by side: a plot of a history metric, a table of final metrics"
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--metric", default=None, help="history metric to plot (default: loss)")
+    compare.add_argument(
+        "--out", default=None, help="output directory (default runs/compare-TIMESTAMP)"
+    )
     bench = sub.add_parser("bench", help="performance measurements as JSON")
     bench.add_argument("name")
     bench.add_argument("--out", default=None, help="write the JSON here too")
@@ -81,9 +96,14 @@ def _show(name: str) -> None:
         print(f"  {key} = {value}{extra}{choices}{note}")
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, started: list) -> None:
     from .experiments.runner import run_experiment
     from .progress import log
+
+    def on_start(run) -> None:
+        started.append(run.path)
+        verb = "continuing" if args.resume else "running"
+        log(f"bbpes: {verb} {args.name} in {run.path}/")
 
     run, metrics = run_experiment(
         args.name,
@@ -92,6 +112,8 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         out=args.out,
         resume=args.resume,
+        config_file=args.config,
+        on_start=on_start,
     )
     figures = sorted(p.name for p in run.path.glob("*.png"))
     log("")
@@ -106,6 +128,18 @@ def _run(args: argparse.Namespace) -> None:
     print(f"  history: {run.path / 'history.jsonl'}")
     for name in figures:
         print(f"  figure:  {run.path / name}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import compare_runs
+
+    comparison = compare_runs(args.runs, metric=args.metric, out=args.out)
+    print(f"compared {len(comparison.runs)} runs of {comparison.experiment} ({comparison.metric}):")
+    for run in comparison.runs:
+        print(f"  {run.label}: {run.path}/")
+    print(f"results: {Path(comparison.files['json']).parent}/")
+    for kind, path in comparison.files.items():
+        print(f"  {kind + ':':<9} {path}")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -125,6 +159,7 @@ def _split_cpu() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    started: list = []  # the run directory, once a run has started
     try:
         if args.command == "run":  # benchmarks time one device (`bench devices`: both)
             _split_cpu()
@@ -133,14 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "show":
             _show(args.name)
         elif args.command == "run":
-            _run(args)
+            _run(args, started)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command == "bench":
             _bench(args)
     except ConfigError as error:
-        print(f"bbpes: error: {error}", file=sys.stderr)
+        lines = [line.strip().rstrip(";") for line in str(error).splitlines()]
+        message = "; ".join(line for line in lines if line)  # one line, whatever it held
+        print(f"bbpes: error: {message}", file=sys.stderr)
         return USAGE_EXIT
     except KeyboardInterrupt:
-        print("bbpes: interrupted; continue with --resume --out DIR", file=sys.stderr)
+        hint = (
+            f"; continue with: bbpes run {args.name} --resume --out {started[0]}" if started else ""
+        )
+        print(f"bbpes: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `bbpes show NAME | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -5,28 +5,10 @@ from __future__ import annotations
 
 import json
 
+import jax
 import pytest
 
 from bbpes.cli import main
-
-TINY = [
-    "--set",
-    "t_end=200",
-    "--set",
-    "steps=3",
-    "--set",
-    "grid_points=21",
-    "--set",
-    "gradient_points=3",
-    "--set",
-    "samples=8",
-]
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def test_list_names_every_experiment(capsys):
@@ -51,7 +33,7 @@ def test_list_names_every_experiment(capsys):
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tmp_path, capsys, monkeypatch, argv, message
+    tmp_path, monkeypatch, one_line_error, argv, message
 ):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -62,13 +44,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         )
         raise SystemExit(code)
     assert exit_info.value.code == 2
-    assert message in one_line_error(capsys)
+    assert message in one_line_error()
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
-def test_run_writes_the_contract_files_and_refuses_to_overwrite(tmp_path, capsys):
+def test_run_writes_the_contract_files_and_refuses_to_overwrite(
+    tmp_path, capsys, tiny, one_line_error
+):
     out = tmp_path / "run"
-    assert main(["run", "turn-off", "--quick", "--out", str(out), *TINY]) == 0
+    assert main(["run", "turn-off", "--quick", "--out", str(out), *tiny]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"] == "turn-off" and config["steps"] == 3 and config["quick"] is True
     metrics = json.loads((out / "metrics.json").read_text())
@@ -80,22 +64,28 @@ def test_run_writes_the_contract_files_and_refuses_to_overwrite(tmp_path, capsys
         "final_i_app_bptt",
     ):
         assert isinstance(metrics[key], float)
+    assert metrics["device_count"] == jax.device_count() >= 1
+    assert metrics["device_kind"] == jax.devices()[0].device_kind
+    assert metrics["backend"] == jax.default_backend()
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {r["label"] for r in history} == {"es", "bptt"}
     assert {p.name for p in out.glob("*.png")} == {"landscape.png", "gradients.png", "training.png"}
-    assert str(out) in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert str(out) in printed.out
+    # the run directory is named on stderr when the run starts, before any progress
+    assert printed.err.splitlines()[0] == f"bbpes: running turn-off in {out}/"
 
     before = (out / "metrics.json").read_bytes()
     capsys.readouterr()
-    assert main(["run", "turn-off", "--quick", "--out", str(out), *TINY]) == 2
-    assert "already holds results" in one_line_error(capsys)
+    assert main(["run", "turn-off", "--quick", "--out", str(out), *tiny]) == 2
+    assert "already holds results" in one_line_error()
     assert (out / "metrics.json").read_bytes() == before
 
 
-def test_resume_finishes_a_run_with_the_same_numbers(tmp_path, capsys):
+def test_resume_finishes_a_run_with_the_same_numbers(tmp_path, capsys, tiny, one_line_error):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(["run", "turn-off", "--quick", "--out", str(a), *TINY]) == 0
-    assert main(["run", "turn-off", "--quick", "--out", str(b), *TINY]) == 0
+    assert main(["run", "turn-off", "--quick", "--out", str(a), *tiny]) == 0
+    assert main(["run", "turn-off", "--quick", "--out", str(b), *tiny]) == 0
     (b / "metrics.json").unlink()  # as if killed before the end
     assert main(["run", "turn-off", "--resume", "--out", str(b)]) == 0
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
@@ -103,4 +93,4 @@ def test_resume_finishes_a_run_with_the_same_numbers(tmp_path, capsys):
         assert ma[key] == mb[key]
     capsys.readouterr()
     assert main(["run", "turn-off", "--resume", "--out", str(b), "--set", "steps=9"]) == 2
-    assert "settings differ" in one_line_error(capsys)
+    assert "settings differ" in one_line_error()
