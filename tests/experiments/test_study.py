@@ -41,7 +41,7 @@ def test_the_setting_is_selected_on_validation_and_reported_on_fresh_seeds(grid)
         assert len(row["validation"]) == 2
         best = int(np.argmax(row["validation"]))  # first of the best, as the grid picks
         base = EXPERIMENT.defaults[row["knob"]]  # the evidence experiment's lr / lr_es
-        assert row["selected"] == pytest.approx(base * (1 / 3, 1.0)[best])
+        assert row["selected"] == pytest.approx(base * (1.0, 1 / 3)[best])
         assert len(row["curves"]) == 3 and len(row["metric_per_seed"]) == 3
         assert row["metric_mean"] == pytest.approx(np.mean(row["metric_per_seed"]))
 

@@ -214,7 +214,7 @@ def rober_problem(field: str, scale: str) -> Problem:
 
 def sweeps(names: tuple[str, ...]) -> dict[str, Sweep]:
     """Each signal's sweep: three values of its step size around the problem's default
-    (x 1/3, 1, 3): `lr_es` for losses-only estimates, `lr` for gradient estimates, and
+    (x 1, 1/3, 3: the default first): `lr_es` for losses-only estimates, `lr` for gradient estimates, and
     the search distribution's initial scale for evosax strategies."""
     from ..signals import SIGNALS, signal
 

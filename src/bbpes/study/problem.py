@@ -49,7 +49,7 @@ class Sweep:
     of it (the same number for every signal: equal tuning effort)."""
 
     knob: str
-    factors: Sequence[float] = (1 / 3, 1.0, 3.0)
+    factors: Sequence[float] = (1.0, 1 / 3, 3.0)  # the default first: sweep=1 keeps it
 
     def values(self, settings: Mapping[str, Any]) -> tuple[float, ...]:
         return tuple(float(settings[self.knob] * f) for f in self.factors)
