@@ -193,21 +193,46 @@ def signal(method: str) -> Signal:
     """The `Signal` named `method` (an `evosax:NAME` strategy included)."""
     if method in SIGNALS:
         return SIGNALS[method]
-    if method.startswith(EVOSAX_PREFIX):
+    if method in EVOSAX_METHODS:
         return Signal(
-            method, "forward", "loss", None, False, "population_size", "flat", "evosax (Lange 2022)"
+            method,
+            "forward",
+            "loss",
+            None,
+            False,
+            "samples (the population)",
+            "flat (CMA_ES, xNES: a params x params state)",
+            "evosax (Lange 2023); the strategy's own paper",
         )
     raise ConfigError(f"unknown method {method!r}; known: {', '.join(names())}")
 
 
+EVOSAX_METHODS = tuple(
+    EVOSAX_PREFIX + n
+    for n in (
+        "Open_ES",
+        "SNES",
+        "xNES",
+        "PGPE",
+        "ARS",
+        "Sep_CMA_ES",
+        "CMA_ES",
+        "NoiseReuseES",
+        "PersistentES",
+        "GuidedES",
+    )
+)
+"""The evosax strategies offered by name (`bbpes.learners.evosax.STRATEGIES`)."""
+
+
 def names() -> tuple[str, ...]:
     """Every method name an experiment accepts."""
-    return tuple(SIGNALS)
+    return (*SIGNALS, *EVOSAX_METHODS)
 
 
 def available(forms: LossForms) -> tuple[str, ...]:
     """The method names whose loss form `forms` offers."""
-    return tuple(n for n, s in SIGNALS.items() if getattr(forms, s.needs) is not None)
+    return tuple(n for n in names() if getattr(forms, signal(n).needs) is not None)
 
 
 def make_learner(
@@ -227,6 +252,8 @@ def make_learner(
     from .learners import GradientLearner
 
     info = signal(method)
+    if method in EVOSAX_METHODS:
+        return _evosax(method, forms, optimizer, dict(SIGNAL_DEFAULTS, **settings))
     loss = getattr(forms, info.needs)
     if loss is None:
         raise ConfigError(f"method {method!r} is not available for this task")
@@ -263,6 +290,28 @@ def make_learner(
     if method in estimators:
         return GradientLearner(estimators[method](), optimizer)
     raise ConfigError(f"method {method!r} is not available for this task")
+
+
+def _evosax(method: str, forms: LossForms, optimizer, s: Mapping[str, Any]):
+    """An evosax strategy with population `samples` and initial search scale `sigma`
+    (per weight); strategies that step by a gradient take `optimizer`; evosax's
+    GuidedES is guided by truncated (or surrogate-spike) BPTT when the task has it."""
+    from .estimators import bptt
+    from .learners.evosax import evosax_learner
+
+    if forms.loss is None:
+        raise ConfigError(f"method {method!r} needs the task's loss")
+    guide = forms.truncated_loss or forms.surrogate_loss
+    surrogate = bptt(guide) if method == "evosax:GuidedES" and guide is not None else None
+    return evosax_learner(
+        method,
+        forms.loss,
+        population_size=int(s["samples"]),
+        std_init=float(s["sigma"]),
+        optimizer=optimizer,
+        surrogate=surrogate,
+        chunk_size=s["es_chunk"] or None,
+    )
 
 
 def _guided_es(forms: LossForms, optimizer, s: Mapping[str, Any], chunk: int | None):
@@ -325,6 +374,8 @@ def forward_passes(method: str, settings: Mapping[str, Any], n_params: int = 0) 
         return float(s["samples"] + 1)
     if method == "forward_gradient":
         return float(2 * (s["tangents"] or s["samples"]))
+    if method in EVOSAX_METHODS:
+        return float(s["samples"])
     if method == "finite_difference":
         return float(2 * n_params + 1)
     return None

@@ -7,7 +7,9 @@ conductances in mS/cm², capacitance in µF/cm².
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,8 @@ State = tuple[Array, ...]
 
 
 class AbstractCell(eqx.Module):
-    """A point neuron model.
+    """A point neuron model: its constants (the fields), `initial_state`,
+    `vector_field` and, where the default does not suit, `step`, `reset` and `output`.
 
     Subclasses are equinox modules whose fields are the cell's constants, so a cell is
     a pytree. To simulate a batch of cells, give the varied fields a leading axis and
@@ -39,12 +42,40 @@ class AbstractCell(eqx.Module):
         The form diffrax solvers integrate: `lambda t, y, args: cell.vector_field(y, args)`.
         """
 
-    @abc.abstractmethod
-    def step(self, state: State, i_app: Array, dt: float) -> State:
-        """Advance `state` by `dt` ms with the cell's own fixed-step scheme.
+    solver: ClassVar[diffrax.AbstractSolver] = diffrax.Tsit5()
+    """The fixed-step scheme of the default `step`; a subclass may set another explicit
+    diffrax solver (`solver = diffrax.Heun()`: 2 vector-field evaluations a step)."""
 
-        A negative `dt` runs the same scheme backwards in time.
+    def step(self, state: State, i_app: Array, dt: float) -> State:
+        """Advance `state` by `dt` ms: `reset`, then one step of `solver` (by default
+        Tsit5, Tsitouras 2011: explicit Runge-Kutta of order 5, 6 vector-field
+        evaluations a step) of `vector_field` with `i_app` held over the step.
+
+        This default lets a new cell be its constants, `initial_state`, `vector_field`
+        and `output` (and `reset` for an integrate-and-fire model); the cells of this
+        package override it with schemes built for their equations (staggered,
+        exponential, exact). Explicit: stable for dt up to about 3 / |lambda| (lambda:
+        the fastest eigenvalue of the vector field's Jacobian). Differentiable and
+        vmappable. A negative `dt` runs it backwards in time (resets are not undone).
         """
+        term = diffrax.ODETerm(lambda t, y, args: self.vector_field(y, args))
+        state = self.reset(state)
+        solver_state = self.solver.init(term, 0.0, dt, state, i_app)
+        new, *_ = self.solver.step(term, 0.0, dt, state, i_app, solver_state, made_jump=False)
+        return tuple(new)
+
+    def reset(self, state: State) -> State:
+        """The jump of a hybrid model, applied by the default `step` to the state it
+        starts from: none by default (`state` unchanged).
+
+        An integrate-and-fire model resets here the cells whose voltage has reached its
+        peak, so that the step that reaches the peak returns it (every spike shows in the
+        trajectory and in the output for one step) and the next step starts from the
+        reset. This is the order of Izhikevich's reference code (2003): find the fired
+        cells, reset them, integrate. Spike times are then resolved to one step: each
+        reset comes up to `dt` late.
+        """
+        return state
 
     def voltage(self, state: State) -> Array:
         """Membrane potential (mV) of `state`."""

@@ -41,10 +41,10 @@ Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
 
 
 def default_optimizer(method: str, settings: Mapping[str, Any]) -> optax.GradientTransformation:
-    """Adam at the signal's learning rate (`lr_es` or `lr`), clipped where the signal
-    takes the clip (`clip` > 0)."""
+    """Adam at the signal's learning rate (`lr` for gradient estimates, `lr_es` for the
+    rest), clipped where the signal takes the clip (`clip` > 0)."""
     info = signal(method)
-    adam = optax.adam(settings["lr_es" if info.lr == "es" else "lr"])
+    adam = optax.adam(settings["lr" if info.lr == "bp" else "lr_es"])
     if info.clip and settings.get("clip", 0):
         return optax.chain(optax.clip_by_global_norm(settings["clip"]), adam)
     return adam
