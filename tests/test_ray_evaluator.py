@@ -110,6 +110,41 @@ def test_gradient_equals_the_in_process_es_gradient(evaluator, options):
         np.testing.assert_allclose(grads[name], expected[name], rtol=1e-10, atol=1e-12)
 
 
+MATRIX = {"m": jnp.array([[0.5, -1.0, 0.2], [0.3, 0.8, -0.4]]), "c": jnp.array([0.1, -0.2])}
+
+
+def jax_matrix_loss(p, data):
+    return jnp.sum(jnp.tanh(p["m"] @ data[:3] + p["c"]) ** 2)
+
+
+def numpy_matrix_loss(p, data):
+    return float(np.sum(np.tanh(p["m"] @ data[:3] + p["c"]) ** 2))
+
+
+def test_low_rank_gradient_equals_the_in_process_one(cluster):
+    key = jax.random.key(2)
+    expected = jax.jit(es(jax_matrix_loss, 0.2, 12, rank=1))(MATRIX, key, DATA)
+    with RayEvaluator(numpy_matrix_loss, workers=1) as evaluator:
+        loss, grads = jax.jit(ray_es(evaluator, 0.2, 12, rank=1))(MATRIX, key, DATA)
+    assert float(loss) == pytest.approx(float(expected[0]), abs=1e-12)
+    for name in MATRIX:
+        np.testing.assert_allclose(grads[name], expected[1][name], rtol=1e-10, atol=1e-12)
+
+
+def test_a_step_where_every_sample_fails_is_nonfinite(cluster):
+    """Every perturbed sample fails (the centre does not): NaN loss and gradient, so
+    the learner rejects the step."""
+
+    def loss(p, data):
+        if abs(float(p["b"]) - 0.4) > 1e-12:
+            raise RuntimeError("diverged")
+        return numpy_loss(p, data)
+
+    with RayEvaluator(loss, workers=1, retries=0) as evaluator:
+        value, grads = ray_es(evaluator, 0.2, 4)(PARAMS, jax.random.key(0), DATA)
+    assert np.isnan(float(value)) and all(np.all(np.isnan(g)) for g in jax.tree.leaves(grads))
+
+
 def test_training_survives_failing_samples(cluster, tmp_path):
     """A run of ES + Adam in which samples raise, hang, return NaN and kill workers."""
     (tmp_path / "hang").touch()

@@ -142,10 +142,15 @@ def _compare(args: argparse.Namespace) -> None:
         print(f"  {kind + ':':<9} {path}")
 
 
-def _bench(args: argparse.Namespace) -> None:
+def _bench(args: argparse.Namespace) -> int:
+    """Run a benchmark; `bench compare` exits 1 when a ratio regressed."""
     from .bench import run_benchmark
 
-    run_benchmark(args.name, _overrides(args.set), quick=args.quick, out=args.out)
+    result = run_benchmark(args.name, _overrides(args.set), quick=args.quick, out=args.out)
+    if args.name == "compare" and isinstance(result, dict) and result.get("ok") is False:
+        print("bbpes: bench compare: a ratio regressed beyond the tolerance", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _split_cpu() -> None:
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compare":
             _compare(args)
         elif args.command == "bench":
-            _bench(args)
+            return _bench(args)
     except ConfigError as error:
         lines = [line.strip().rstrip(";") for line in str(error).splitlines()]
         message = "; ".join(line for line in lines if line)  # one line, whatever it held

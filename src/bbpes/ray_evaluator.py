@@ -11,9 +11,9 @@ simulation"). Two pieces:
   per parameter set, retrying failed samples.
 - `ray_es(evaluator, sigma, samples)`: the ES estimator with the signature of every
   estimator, `f(params, key, *args) -> (loss, grads)`, and the same maths as
-  `bbpes.estimators.es`: perturbations from `sample_noise` (regenerated from the key),
-  `fitness_weights`, `weighted_noise_sum`. The population's losses come back into JAX
-  through `jax.pure_callback`, so the estimator is jittable and
+  `bbpes.estimators.es`, whose pieces it uses: the members of `Population` (regenerated
+  from the key), `fitness_weights`, `Population.gradient`. The population's losses
+  come back into JAX through `jax.pure_callback`, so the estimator is jittable and
   `GradientLearner` + `bbpes.train.train` drive it unchanged.
 
 **Failure policy.** A sample fails when its loss raises, returns something that is not
@@ -21,8 +21,9 @@ a finite number, runs longer than `timeout` seconds (its worker is killed and re
 or its worker dies (replaced). A failed sample is retried up to `retries` times, on any
 worker; if it still fails its loss is NaN, which the ES maths treat as every non-finite
 loss: replaced by the worst finite loss of the population (see `bbpes.estimators.es`).
-So one bad sample never stops training; if the unperturbed loss L(theta) fails, the
-step reports a non-finite loss and the training loop counts it (`max_nonfinite`).
+So one bad sample never stops training; if the unperturbed loss L(theta) fails, or
+every perturbed sample does (the gradient is then NaN), the step reports a non-finite
+loss and the training loop counts it (`max_nonfinite`).
 
 **The loss.** `loss(params, *args) -> float`, where `params` is the estimator's pytree
 with numpy leaves (same structure and shapes) and `args` are the data arguments as
@@ -48,9 +49,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from .estimators.es import fitness_weights, sample_noise, scale_vector, weighted_noise_sum
+from .estimators.es import Population, check_settings, fitness_weights, reported_loss
 
 log = logging.getLogger(__name__)
 
@@ -299,56 +299,46 @@ def ray_es(
     antithetic: bool = True,
     rank_shaping: bool = False,
     baseline: str = "mean",
+    rank: int | None = None,
     has_aux: bool = False,
 ) -> Callable[..., tuple[Any, Any]]:
     """The ES estimator of `bbpes.estimators.es` with the population evaluated by
     `evaluator` (a black-box loss on a Ray cluster).
 
-    `sigma`, `samples`, `antithetic`, `rank_shaping` and `baseline` mean what they mean
-    in `es`; for the same key and a loss that agrees with the JAX one, the gradient is
-    the same. The S perturbed parameter sets (S x params floats) are formed at once and
-    sent to the workers with the unperturbed params, whose loss is returned.
+    `sigma`, `samples`, `antithetic`, `rank_shaping`, `baseline` and `rank` mean what
+    they mean in `es` (low-rank members are sent as dense matrices); for the same key
+    and a loss that agrees with the JAX one, the loss and gradient are the same. The
+    S perturbed parameter sets and the centre (S + 1 x params floats) are formed at
+    once and sent to the workers; the centre's loss is returned.
 
     **Returns:** `f(params, key, *args) -> (loss, grads)`; with `has_aux`,
     `((loss, {"retried": int, "failed": int}), grads)`, the retry counts of this
     estimate (for `GradientLearner(..., has_aux=True)`, so they go into the history).
     Jittable (the evaluation is a `jax.pure_callback`), not differentiable.
     """
-    if samples < 1:
-        raise ValueError(f"ES needs at least one sample, got samples={samples}")
-    if antithetic and samples % 2:
-        raise ValueError(f"mirrored sampling needs an even number of samples, got {samples}")
-    if baseline not in ("mean", "center", "none"):
-        raise ValueError(f"baseline must be 'mean', 'center' or 'none', got {baseline!r}")
+    check_settings(samples, antithetic, baseline, rank, structured=False)
     weigh = partial(
         fitness_weights, antithetic=antithetic, rank_shaping=rank_shaping, baseline=baseline
     )
 
     def value_and_grad(params, key, *args):
-        flat, unravel = ravel_pytree(params)
-        dim, dtype = flat.shape[0], flat.dtype
-        scale = scale_vector(sigma, params, flat)
+        population = Population(
+            params, sigma, key, samples, antithetic=antithetic, rank=rank, table=True
+        )
         indices = jnp.arange(samples)
-
-        def perturbed(index):
-            return unravel(flat + scale * sample_noise(key, index, dim, antithetic, dtype))
-
-        population = jax.vmap(perturbed)(indices)
-        everything = jax.tree.map(lambda c, p: jnp.concatenate([c[None], p]), params, population)
+        members = jax.vmap(population.member)(jnp.arange(samples + 1))  # the last: the centre
         shapes = (
-            jax.ShapeDtypeStruct((samples + 1,), dtype),
+            jax.ShapeDtypeStruct((samples + 1,), population.dtype),
             jax.ShapeDtypeStruct((2,), jnp.int32),
         )
         losses, counts = jax.pure_callback(
-            partial(_host_losses, evaluator), shapes, everything, *args, vmap_method="sequential"
+            partial(_host_losses, evaluator), shapes, members, *args, vmap_method="sequential"
         )
-        center, losses = losses[0], losses[1:]
-        total = weighted_noise_sum(
-            weigh(losses, center), key, indices, dim, antithetic, None, dtype
-        )
-        grads = unravel(total / (scale * samples))
+        center, losses = losses[-1], losses[:-1]
+        grads = population.gradient(weigh(losses, center), indices, paired=antithetic)
+        loss = reported_loss(center, losses)
         if has_aux:
-            return (center, {"retried": counts[0], "failed": counts[1]}), grads
-        return center, grads
+            return (loss, {"retried": counts[0], "failed": counts[1]}), grads
+        return loss, grads
 
     return value_and_grad

@@ -122,6 +122,16 @@ SIGNALS: dict[str, Signal] = {
             "central differences",
         ),
         Signal(
+            "es_lowrank",
+            "forward",
+            "loss",
+            "es",
+            False,
+            "samples + 1 (cheaper per member where the model keeps the factors)",
+            "flat",
+            "EGGROLL, Sarkar et al. 2025 (arXiv 2511.16652)",
+        ),
+        Signal(
             "forward_gradient",
             "forward",
             "loss",
@@ -269,6 +279,16 @@ def make_learner(
             mesh=s.get("mesh"),
             rank_shaping=bool(s["rank_shaping"]),
         ),
+        "es_lowrank": lambda: es(
+            loss,
+            s["sigma"],
+            s["samples"],
+            chunk_size=chunk,
+            mesh=s.get("mesh"),
+            rank_shaping=bool(s["rank_shaping"]),
+            rank=int(s["es_rank"]) or 1,
+            structured=bool(s["es_structured"]),
+        ),
         "bptt": lambda: bptt(loss),
         "bptt_noclip": lambda: bptt(loss),
         "bptt_checkpointed": lambda: bptt(loss),
@@ -349,6 +369,8 @@ SIGNAL_DEFAULTS: dict[str, Any] = {
     "truncate_slots": 0,
     "surrogate_slope": 1 / 3,
     "rank_shaping": False,
+    "es_rank": 1,
+    "es_structured": False,
 }
 """The knobs of the signals, with defaults; an experiment overrides them in its settings."""
 
@@ -363,6 +385,8 @@ SIGNAL_HELP: dict[str, str] = {
     "truncate_slots": "truncated BPTT (guided ES's surrogate): input slots differentiated (0: a fifth)",
     "surrogate_slope": "surrogate-spike derivative slope, 1/mV (fast sigmoid)",
     "rank_shaping": "ES weighs perturbations by centered ranks of their losses",
+    "es_rank": "es_lowrank: rank r of each matrix perturbation sigma A B^T / sqrt(r)",
+    "es_structured": "es_lowrank: the model keeps each perturbed matrix factored (one shared product)",
 }
 
 
@@ -370,7 +394,7 @@ def forward_passes(method: str, settings: Mapping[str, Any], n_params: int = 0) 
     """Forward-pass equivalents of one iteration of `method` (None for backprop, whose
     ratio is measured)."""
     s = dict(SIGNAL_DEFAULTS, **settings)
-    if method in ("es", "weight_perturbation"):
+    if method in ("es", "es_lowrank", "weight_perturbation"):
         return float(s["samples"] + 1)
     if method == "forward_gradient":
         return float(2 * (s["tangents"] or s["samples"]))

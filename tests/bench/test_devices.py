@@ -14,6 +14,9 @@ def test_measure_times_both_steps_on_one_device():
     out = measure({**TINY, "seed": 0, "repeat": 1, "es_chunk": 2})
     assert out["devices"] == 1 and out["sharded"] is False
     assert out["es_step_seconds"] > 0 and out["bptt_step_seconds"] > 0
+    assert out["es_over_bptt"] == out["es_step_seconds"] / out["bptt_step_seconds"]
+    assert out["bptt_peak_bytes_in_use"] is None  # a CPU keeps no allocator statistics
+    assert out["bptt_compiled_peak_bytes"] > 0 and out["backend"] == "cpu"
 
 
 @pytest.mark.slow

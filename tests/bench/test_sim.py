@@ -1,28 +1,86 @@
-"""`bbpes bench sim`: our throughput always; Brian2's only where it is installed (slow)."""
+"""`bbpes bench sim`: our routes and the plain scan always; Brian2's configurations only
+where it is installed (slow)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bbpes.bench import run_benchmark, sim
+from bbpes.bench.network import low_rank_population, plain_scan, problem
+from bbpes.errors import ConfigError
+from bbpes.estimators.low_rank import LowRank
 
 TINY = {"n_cells": "8", "batch": "2", "samples": "3", "n_inputs": "5", "hold": "2", "repeat": "1"}
 
 
-def test_without_brian2_only_ours_is_measured(monkeypatch):
+def test_without_brian2_ours_and_the_plain_scan_are_measured(monkeypatch):
     monkeypatch.setattr(sim, "brian2_installed", lambda: False)
     out = run_benchmark("sim", TINY)
     assert out["ours_neuron_steps_per_s"] > 0
     assert out["ours_neuron_steps_per_s"] == pytest.approx(3 * 2 * 8 * 100 / out["ours_seconds"])
+    assert set(out["routes"]) == {"plain", "batch_only", *sim.ROUTES}
+    plain = out["routes"]["plain"]
+    for route in sim.ROUTES:
+        times = out["routes"][route]
+        assert out[f"{route}_over_plain"] == pytest.approx(plain["seconds"] / times["seconds"])
+        assert out[f"{route}_over_plain_cpu"] > 0
+    assert out["ours_over_plain"] == out["full_rank_over_plain"]
+    assert out["best_route"] in sim.ROUTES
+    assert out["low_rank_r1_over_full_rank"] > 0
+    assert out["dense_routes_max_abs_difference"] < 1e-4  # float32 readouts of order 1
     assert "not installed" in out["brian2"] and "ours_over_brian2" not in out
 
 
+def test_unknown_routes_and_brian2_configurations_are_config_errors(monkeypatch):
+    monkeypatch.setattr(sim, "brian2_installed", lambda: False)
+    with pytest.raises(ConfigError, match="unknown route"):
+        run_benchmark("sim", {**TINY, "routes": "full_rank,sideways"})
+    with pytest.raises(ConfigError, match="unknown Brian2"):
+        run_benchmark("sim", {**TINY, "brian2_configs": "synapses_cython,matlab"})
+
+
+def test_plain_scan_is_the_networks_own_step_with_shared_weights():
+    """The baseline against `RecurrentNetwork.step` in a Python loop: the same cell
+    update under drive + s W_rec T(V), for every row of the batch."""
+    config = {**sim.BENCHMARK.defaults, "n_cells": 8, "batch": 2, "samples": 3, "n_inputs": 5}
+    config["hold"] = 2.0
+    _, network, weights, _, _, _ = problem(config)
+    drive = jax.random.uniform(jax.random.key(0), (6, 8), minval=80.0, maxval=120.0)
+    got = plain_scan(network, weights.w_rec, drive, 30)
+    state = network.initial_state((6,), 8, drive.dtype)
+    for _ in range(30):
+        state, _ = network.step(weights, state, drive)
+    for g, w in zip(got, state):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_low_rank_population_shares_the_base():
+    config = {**sim.BENCHMARK.defaults, "n_cells": 8, "batch": 2, "samples": 3, "n_inputs": 5}
+    _, _, weights, _, _, _ = problem(config)
+    population, in_axes = low_rank_population(config, weights, 2)
+    assert population.w_rec.base is weights.w_rec and population.w_rec.a.shape == (3, 8, 2)
+    assert population.b_out.shape == (3, *weights.b_out.shape)
+    assert isinstance(in_axes.w_rec, LowRank) and in_axes.w_rec.base is None
+    members = jax.vmap(lambda w: w.w_rec.dense(), in_axes=(in_axes,))(population)
+    assert members.shape == (3, 8, 8) and float(jnp.std(members[0] - members[1])) > 0
+
+
 @pytest.mark.slow
-def test_brian2_is_measured_when_installed():
-    """Needs the brian2 extra (its own virtualenv, numpy < 2.4)."""
-    settings = {**TINY, "brian2_copies": "2", "brian2_duration_ms": "10"}
-    out = run_benchmark("sim", {**settings, "brian2_targets": "cpp_standalone,cython"})
-    for target in ("cpp_standalone", "cython"):
-        assert out[f"brian2_{target}"]["neuron_steps_per_s"] > 0, out[f"brian2_{target}"]
+def test_brian2_configurations_are_measured_and_agree_when_installed():
+    """Needs the brian2 extra (its own virtualenv, numpy < 2.4). Every configuration
+    simulates the same network: the same final mean voltage."""
+    configs = ["synapses_cpp_standalone", "synapses_cython", "matmul_cython"]
+    configs.append("matmul_cpp_standalone")
+    settings = {**TINY, "brian2_copies": "2", "brian2_duration_ms": "10", "routes": "full_rank"}
+    out = run_benchmark("sim", {**settings, "brian2_configs": ",".join(configs)})
+    voltages = []
+    for name in configs:
+        result = out[f"brian2_{name}"]
+        assert result["neuron_steps_per_s"] > 0, result
+        voltages.append(result["final_mean_v_mV"])
+    np.testing.assert_allclose(voltages, voltages[0], rtol=1e-9)
     best = out["brian2_neuron_steps_per_s"]
     assert out["ours_over_brian2"] == pytest.approx(out["ours_neuron_steps_per_s"] / best)

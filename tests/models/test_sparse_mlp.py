@@ -60,3 +60,20 @@ def test_cross_entropy():
     logits = jnp.array([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]])
     expected = -np.log(np.exp([2.0, 0.0]) / np.exp(logits).sum(1))
     np.testing.assert_allclose(cross_entropy(logits, jnp.array([1, 2])), expected, rtol=1e-12)
+
+
+def test_bfloat16_products_are_summed_in_float32(net):
+    """bfloat16 pixels and weights: each product is exact in float32, so logits summed in
+    float32 equal the float64 logits of the rounded inputs to float32 rounding (a
+    bfloat16 sum would be off by ~1e-3)."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(4, 12)) * (rng.uniform(size=(4, 12)) < 0.6)
+    inputs = population_inputs(net, x, rng.integers(0, 3, 4), image_block=4, hidden_block=2)
+    weights = jnp.asarray(rng.normal(size=(len(inputs.links), 3)))
+    first, output = population_weights(inputs, weights)
+    pixels = tuple(p[0] for p in inputs.pixels)
+    low = [tuple(a.astype(jnp.bfloat16) for a in part) for part in (first, output, pixels)]
+    got = population_logits(*low)
+    assert got.dtype == jnp.float32
+    exact = population_logits(*[tuple(a.astype(jnp.float64) for a in part) for part in low])
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-6)

@@ -5,6 +5,10 @@ population sharded over them, as `bbpes run` does by default).
 JAX fixes its device count when it starts, so each layout is timed in a fresh
 process (`python -m bbpes.bench.devices CONFIG`), one after the other in this command.
 Ratios above 1 mean the split CPU is faster.
+
+`python -m bbpes.bench.devices CONFIG_JSON [OUT_FILE]` times the layout it starts with
+(the device check `benchmarks/gpu.sh` uses it on one GPU) and also reports BPTT's peak
+memory.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from . import Benchmark
@@ -24,13 +29,20 @@ _FLAG = "--xla_force_host_platform_device_count"
 
 
 def measure(config: dict[str, Any]) -> dict[str, Any]:
-    """Seconds of one ES step (population sharded when there are several devices) and
-    one BPTT step, in this process."""
+    """Seconds of one BPTT step and one ES step (population sharded when there are
+    several devices; `es_chunk` samples at once, 0: all), in this process.
+
+    BPTT runs first, so the accelerator's peak memory read right after it
+    (`bptt_peak_bytes_in_use`, from `jax.Device.memory_stats()`; None on a CPU) is
+    BPTT's; `bptt_compiled_peak_bytes` is XLA's buffer assignment of its gradient
+    (`bbpes.memory.compiled_peak_bytes`), on any device."""
     import jax
     import optax
 
+    from ..devices import describe, peak_bytes_in_use
     from ..estimators import bptt, es
     from ..learners import GradientLearner
+    from ..memory import compiled_peak_bytes
     from ..parallel import population_mesh_for
     from .es import learner_step
     from .network import evidence_config, problem
@@ -40,21 +52,31 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     with jax.enable_x64(False):
         task, network, weights, tokens, labels, _ = problem(config)
         loss = partial(task.loss, network)
-        mesh = population_mesh_for(config["samples"])
-        signal = es(loss, ev["sigma"], config["samples"], chunk_size=config["es_chunk"], mesh=mesh)
         adam = optax.adam(ev["lr_es"])
+        gradient = bptt(loss)
+        bptt_time = time_call(
+            learner_step(GradientLearner(gradient, adam), weights, tokens, labels),
+            config["repeat"],
+        )
+        bptt_peak = peak_bytes_in_use()
+        bptt_compiled = compiled_peak_bytes(gradient, weights, jax.random.key(0), tokens, labels)
+        mesh = population_mesh_for(config["samples"])
+        chunk = config["es_chunk"] or None
+        signal = es(loss, ev["sigma"], config["samples"], chunk_size=chunk, mesh=mesh)
         es_time = time_call(
             learner_step(GradientLearner(signal, adam), weights, tokens, labels), config["repeat"]
         )
-        bptt_time = time_call(
-            learner_step(GradientLearner(bptt(loss), adam), weights, tokens, labels),
-            config["repeat"],
-        )
     return {
+        **describe(),
         "devices": jax.device_count(),
         "sharded": mesh is not None,
         "es_step_seconds": es_time["best"],
         "bptt_step_seconds": bptt_time["best"],
+        "es_over_bptt": es_time["best"] / bptt_time["best"],
+        "es_first_call_seconds": es_time["first"],
+        "bptt_first_call_seconds": bptt_time["first"],
+        "bptt_peak_bytes_in_use": bptt_peak,
+        "bptt_compiled_peak_bytes": bptt_compiled,
     }
 
 
@@ -98,5 +120,10 @@ BENCHMARK = Benchmark(
     quick={**QUICK_SIZES, "n_cells": 32},
 )
 
-if __name__ == "__main__":
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # python -m bbpes.bench.devices CONFIG_JSON [OUT_FILE]
+    measured = measure(json.loads(sys.argv[1]))
+    if len(sys.argv) > 2:
+        from ..runs import atomic_write_json
+
+        atomic_write_json(Path(sys.argv[2]), {"config": json.loads(sys.argv[1]), **measured})
+    print(json.dumps(measured))

@@ -6,12 +6,22 @@ whole training set) in three formulations, as ratios measured in one process.
 - `whole_layer`: the sparse graph as one batched product over hidden units, the whole
   hidden layer `(H, images, genotypes)` at once (streams through memory);
 - `blocked`: `bbpes.models.sparse_mlp.population_logits`, the same products in cache-
-  sized blocks of hidden units (what NNE uses).
+  sized blocks of hidden units (what NNE uses; the baseline of the speed target);
+- `blocked_bfloat16`: the blocked pass with its products in bfloat16 (float32 sums): a
+  dtype check, not used by NNE (losses differ by ~1e-3 relative; on this project's
+  AVX-512-BF16 CPU it was slower than float32).
+
+Also reported: the float32 matmul peak of this machine measured in the same command (`bbpes.bench.roofline`), and
+each route's achieved FLOP/s as a fraction of it, counting the useful work only
+(`2 c S (m_active_first + H C)` per chunk of `c` genotypes on `S` images). CPU seconds
+(all threads, `time.process_time`) sit beside the wall seconds: on a shared machine they
+move much less with the load.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import jax
@@ -27,14 +37,17 @@ from ..models.sparse_mlp import (
     random_sparse_mlp,
 )
 from . import Benchmark
+from .roofline import matmul_peak
+from .timing import load_average
 
 
-def _seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile
-    start = time.perf_counter()
+def _seconds(fn, *args, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per call, after a compiling call."""
+    jax.block_until_ready(fn(*args))
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         jax.block_until_ready(fn(*args))
-    return (time.perf_counter() - start) / repeats
+    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu) / repeats
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
@@ -71,9 +84,10 @@ def _run(config: dict[str, Any]) -> dict[str, Any]:
     )
     active = gene_map.rows(np.asarray(inputs.links))
 
-    @jax.jit
-    def blocked(genotypes):
+    def blocked_pass(genotypes, pixels_all, dtype=None):
         first, output = population_weights(inputs, active.columns(genotypes))
+        if dtype is not None:
+            first, output = jax.tree.map(lambda a: a.astype(dtype), (first, output))
 
         def block(total, data):
             pixels, block_labels = data
@@ -81,8 +95,13 @@ def _run(config: dict[str, Any]) -> dict[str, Any]:
             loss = cross_entropy(logits, jnp.broadcast_to(block_labels[:, None], logits.shape[:2]))
             return total + loss.sum(0), None
 
-        total, _ = jax.lax.scan(block, jnp.zeros(c), (inputs.pixels, inputs.labels))
+        total, _ = jax.lax.scan(block, jnp.zeros(c), (pixels_all, inputs.labels))
         return total / images
+
+    blocked = jax.jit(lambda g: blocked_pass(g, inputs.pixels))
+    # the pixels converted once, as NNE would keep them, not in every call
+    low = jax.tree.map(lambda a: a.astype(jnp.bfloat16), inputs.pixels)
+    blocked_bfloat16 = partial(jax.jit(lambda g, p: blocked_pass(g, p, jnp.bfloat16)), p=low)
 
     sources, slots = net.sources, net.link_of_slot
     pixels_all = x32.T[sources]  # (H, K, images)
@@ -96,25 +115,44 @@ def _run(config: dict[str, Any]) -> dict[str, Any]:
         return mean_loss(jnp.einsum("hsc,hoc->sco", hidden_, w2))
 
     reference = np.asarray(dense(genotypes))
-    seconds = {}
-    for name, fn in (("dense", dense), ("whole_layer", whole_layer), ("blocked", blocked)):
+    routes = {"dense": dense, "whole_layer": whole_layer, "blocked": blocked}
+    wall, cpu = {}, {}
+    for name, fn in routes.items():
         np.testing.assert_allclose(np.asarray(fn(genotypes)), reference, rtol=2e-3)
-        seconds[name] = _seconds(fn, genotypes, repeats=config["repeats"])
+        wall[name], cpu[name] = _seconds(fn, genotypes, repeats=config["repeats"])
+    bfloat16_error = float(np.max(np.abs(np.asarray(blocked_bfloat16(genotypes)) / reference - 1)))
+    wall["blocked_bfloat16"], cpu["blocked_bfloat16"] = _seconds(
+        blocked_bfloat16, genotypes, repeats=config["repeats"]
+    )
+    peak = matmul_peak(config["matmul_size"], config["repeats"] + 1)["flops_per_s"]
     evaluations = c * images
+    flops = 2.0 * evaluations * len(inputs.links)  # active first-layer links + H x C outputs
+    fastest = min(("blocked", "whole_layer", "dense"), key=wall.get)  # float32 routes
     return {
-        "seconds_per_chunk": seconds,
-        "network_evaluations_per_second": {k: evaluations / s for k, s in seconds.items()},
-        "speedup_blocked_vs_dense": seconds["dense"] / seconds["blocked"],
-        "speedup_blocked_vs_whole_layer": seconds["whole_layer"] / seconds["blocked"],
-        "seconds_per_generation_of_1000_blocked": seconds["blocked"] * 1000 / c,
+        "load_average": load_average(),
+        "seconds_per_chunk": wall,
+        "cpu_seconds_per_chunk": cpu,
+        "network_evaluations_per_second": {k: evaluations / s for k, s in wall.items()},
+        "speedup_blocked_vs_dense": wall["dense"] / wall["blocked"],
+        "speedup_blocked_vs_whole_layer": wall["whole_layer"] / wall["blocked"],
+        "speedup_fastest_vs_blocked": wall["blocked"] / wall[fastest],
+        "speedup_bfloat16_vs_blocked": wall["blocked"] / wall["blocked_bfloat16"],
+        "bfloat16_max_relative_loss_error": bfloat16_error,
+        "fastest_route": fastest,
+        "seconds_per_generation_of_1000_blocked": wall["blocked"] * 1000 / c,
+        "seconds_per_generation_of_1000_fastest": wall[fastest] * 1000 / c,
+        "matmul_peak_flops_per_s": peak,
+        "useful_flops_per_chunk": flops,
+        "fraction_of_peak": {k: flops / s / peak for k, s in wall.items()},
         "active_links": len(inputs.links),
         "links": net.n_links,
+        "load_average_end": load_average(),
     }
 
 
 BENCHMARK = Benchmark(
     name="nne-generation",
-    summary="NNE population forward pass: dense vs whole-layer vs cache-blocked sparse",
+    summary="NNE population forward pass: dense vs whole-layer vs cache-blocked sparse (and bfloat16), against the matmul peak",
     run=run,
     defaults={
         "hidden": 1000,
@@ -125,6 +163,7 @@ BENCHMARK = Benchmark(
         "image_block": 100,
         "hidden_block": 10,
         "repeats": 2,
+        "matmul_size": 2048,
     },
-    quick={"hidden": 200, "images": 200, "chunk": 25, "repeats": 1},
+    quick={"hidden": 200, "images": 200, "chunk": 25, "repeats": 1, "matmul_size": 1024},
 )

@@ -47,7 +47,10 @@ def weight_perturbation(
 ) -> Callable[..., tuple[Any, Any]]:
     """Weight perturbation: g = mean_s (L(theta + sigma eps_s) - L(theta)) eps_s / sigma.
 
-    One-sided and unmirrored: ES with `antithetic=False, baseline="center"`; `kwargs`
-    go to `es` (e.g. `chunk_size`).
+    One-sided and unmirrored: ES with `antithetic=False, baseline="center"`, so L(theta)
+    is the centre member of the population (evaluated in the same batch as the S
+    perturbations; S + 1 evaluations). `kwargs` go to `es` (e.g. `chunk_size`, `rank`,
+    `mesh`). A non-finite L(theta) falls back to the population's mean as baseline, and
+    the step reports it as non-finite (see `bbpes.estimators.es`).
     """
     return es(loss_fn, sigma, samples, antithetic=False, baseline="center", **kwargs)

@@ -218,7 +218,7 @@ def population_logits(
     `pixels`: one image block of each bucket of `PopulationInputs.pixels`,
     `(n_g, hb, K_g, b)`.
 
-    **Returns:** `(b, c, C)`.
+    **Returns:** `(b, c, C)`, in the weights' dtype promoted to at least float32.
 
     The loop runs over blocks of `hb` hidden units so that each block's activity
     `(hb, b, c)` stays in cache while it is multiplied into the logits: the same
@@ -226,13 +226,16 @@ def population_logits(
     streams `(H, b, c)` through memory twice.
     """
     b, c, n_classes = pixels[0].shape[-1], first[0].shape[-1], output[0].shape[-2]
+    # sums in at least float32 (bfloat16 weights and pixels: bfloat16 products only)
+    total = jnp.promote_types(first[0].dtype, jnp.float32)
 
     def hidden_block(logits, block):
         block_pixels, w1, w2 = block
-        hidden = jax.nn.relu(jnp.einsum("hks,hkc->hsc", block_pixels, w1))
-        return logits + jnp.einsum("hsc,hoc->soc", hidden, w2), None
+        hidden = jnp.einsum("hks,hkc->hsc", block_pixels, w1, preferred_element_type=total)
+        hidden = jax.nn.relu(hidden)
+        return logits + jnp.einsum("hsc,hoc->soc", hidden, w2, preferred_element_type=total), None
 
-    logits = jnp.zeros((b, n_classes, c), first[0].dtype)
+    logits = jnp.zeros((b, n_classes, c), total)
     for bucket in zip(pixels, first, output):
         logits, _ = jax.lax.scan(hidden_block, logits, bucket)
     return jnp.transpose(logits, (0, 2, 1))
