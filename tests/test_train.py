@@ -12,7 +12,7 @@ import pytest
 from bbpes.estimators import bptt, es
 from bbpes.learners import AbstractLearner, GradientLearner
 from bbpes.runs import RunDir
-from bbpes.train import train
+from bbpes.train import compile_step, train
 
 
 def loss(params, target):
@@ -147,3 +147,126 @@ def test_gradient_learner_skips_nan_gradients():
     )
     assert [r["nonfinite"] for r in result.history] == [False, True, False, True]
     np.testing.assert_allclose(result.params, jnp.ones(2) * 0.8**2)
+
+
+def flaky(kind):
+    """An estimator whose step fails where the batch says `bad`: an ES population that
+    all diverged (finite centre loss, NaN gradient), or a failed ODE solve as it was
+    once reported (inf loss, zero gradient)."""
+
+    def estimate(params, key, target, bad):
+        value, grads = jax.value_and_grad(loss)(params, target)
+        if kind == "nan_gradient":
+            grads = jnp.where(bad, jnp.nan, grads)
+        else:
+            value, grads = jnp.where(bad, jnp.inf, value), jnp.where(bad, 0.0, grads)
+        return value, grads
+
+    return estimate
+
+
+def assert_same_state(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("kind", ["nan_gradient", "inf_loss_zero_gradient"])
+def test_a_rejected_step_moves_neither_params_nor_adam_state(kind):
+    learner = GradientLearner(flaky(kind), optax.adam(0.1))
+    step = eqx.filter_jit(learner.step)
+    target, key = jnp.array([1.0, -2.0, 0.5]), jax.random.key(0)
+    good, bad = jnp.array(False), jnp.array(True)
+    state, _ = step(learner.init(jnp.zeros(3)), key, target, good)  # momentum now nonzero
+    rejected, metrics = step(state, key, target, bad)
+    assert not np.isfinite(float(metrics["loss"])) or not np.isfinite(float(metrics["grad_norm"]))
+    assert_same_state(rejected, state)  # params, mu, nu and the step count
+    after, _ = step(rejected, key, target, good)
+    never_bad, _ = step(state, key, target, good)
+    assert_same_state(after, never_bad)
+    # the loop reports it, and rejects it too
+    result = train(
+        learner,
+        jnp.zeros(3),
+        key,
+        steps=3,
+        batch=lambda i: (target, jnp.array(i == 1)),
+        progress="off",
+    )
+    assert [r["nonfinite"] for r in result.history] == [False, True, False]
+    assert_same_state(result.state, after)
+
+
+class Aux(eqx.Module):
+    params: jax.Array
+    aux: jax.Array
+
+
+class BadAux(AbstractLearner):
+    """Finite params, but a non-finite learner state (or loss) where told."""
+
+    def init(self, params):
+        return Aux(params, jnp.zeros(()))
+
+    def step(self, state, key, bad_aux, bad_loss):
+        new = Aux(state.params + 1.0, jnp.where(bad_aux, jnp.nan, state.aux + 1.0))
+        return new, {"loss": jnp.where(bad_loss, jnp.nan, 0.0)}
+
+
+@pytest.mark.parametrize("bad", [(True, False), (False, True)])
+def test_the_loop_rejects_the_whole_state_of_any_learner(bad):
+    flags = [(False, False), bad, (False, False)]
+    result = train(
+        BadAux(),
+        jnp.zeros(2),
+        jax.random.key(0),
+        steps=3,
+        batch=lambda i: tuple(map(jnp.array, flags[i])),
+        progress="off",
+    )
+    assert [r["nonfinite"] for r in result.history] == [False, True, False]
+    np.testing.assert_array_equal(result.params, jnp.full(2, 2.0))
+    assert float(result.state.aux) == 2.0
+
+
+def test_training_seeds_with_one_learner_compiles_once():
+    traces = []
+
+    def counted(params, target):
+        traces.append(1)  # runs only when JAX traces the loss
+        return loss(params, target)
+
+    learner = GradientLearner(bptt(counted), optax.adam(0.05))
+    runs = [
+        train(learner, p, jax.random.key(s), steps=3, batch=batch, progress="off")
+        for s, p in enumerate((jnp.zeros(3), jnp.ones(3), -jnp.ones(3)))
+    ]
+    assert len(traces) == 1
+    assert runs[0].history[0]["compile_seconds"] > 0
+    assert [r.history[0]["compile_seconds"] for r in runs[1:]] == [0.0, 0.0]
+    assert all("compile_seconds" not in r for run in runs for r in run.history[1:])
+    assert not np.array_equal(runs[0].params, runs[1].params)
+
+
+def test_compile_step_runs_the_same_step_and_reads_its_peak_memory():
+    def mean_loss(params, targets):
+        return jnp.mean(jnp.sum((params - targets) ** 2, axis=-1))
+
+    learner = GradientLearner(bptt(mean_loss), optax.adam(0.05))
+    key = jax.random.key(3)
+    small, large = jnp.ones((10, 3)), jnp.ones((10_000, 3))
+    step = compile_step(learner, jnp.zeros(3), key, small)
+    assert step.compile_seconds > 0
+    compiled = train(
+        learner, jnp.zeros(3), key, steps=4, batch=lambda i: (small * i,), step=step, progress="off"
+    )
+    jitted = train(
+        learner, jnp.zeros(3), key, steps=4, batch=lambda i: (small * i,), progress="off"
+    )
+    assert_same_state(compiled.state, jitted.state)
+    assert compiled.history[0]["compile_seconds"] == 0.0
+    # the targets are an argument of the step: 9,990 more rows of 3 float64s at least
+    grown = compile_step(learner, jnp.zeros(3), key, large).peak_bytes - step.peak_bytes
+    assert grown >= (10_000 - 10) * 3 * 8
+    with pytest.raises(ValueError, match="very learner"):
+        other = GradientLearner(bptt(mean_loss), optax.adam(0.05))
+        train(other, jnp.zeros(3), key, steps=1, batch=lambda i: (small,), step=step)

@@ -23,6 +23,20 @@ import jax.numpy as jnp
 from jax import Array
 
 
+@jax.custom_jvp
+def failed_to_inf(loss: Array, ok: Array) -> Array:
+    """`loss` where `ok` (a bool array), `inf` elsewhere; its derivative is `loss`'s
+    where `ok` and NaN elsewhere, so a failed solve never looks like a zero gradient."""
+    return jnp.where(ok, loss, jnp.inf)
+
+
+@failed_to_inf.defjvp
+def _failed_to_inf_jvp(primals, tangents):
+    loss, ok = primals
+    dloss, _ = tangents
+    return failed_to_inf(loss, ok), dloss * jnp.where(ok, 1.0, jnp.nan).astype(dloss.dtype)
+
+
 class ODELoss(eqx.Module):
     """A differentiable loss of the solution of an ODE, solved with diffrax.
 
@@ -37,11 +51,15 @@ class ODELoss(eqx.Module):
     - `ts`: observation times, shape `(T,)`, increasing, inside [t0, t1]; or None.
     - `observation_cost`: `(ys, params, *args) -> scalar`, where `ys` is the solution `y`
       at `ts` (a pytree like `y` with leading axis T); or None. Needs `ts`.
+    - `adjoint`: how `jax` differentiates the call (`diffrax.RecursiveCheckpointAdjoint`,
+      reverse mode: BPTT); `in_forward_mode()` gives the same loss for `jax.jvp`.
 
     Calling it, `ode_loss(params, *args)`, solves forward and returns the loss; a solve
     that fails (too many steps, a blow-up) returns `inf` instead of raising, so that ES
-    can treat it by its non-finite policy. Differentiating the call backpropagates
-    through the solver's steps (`RecursiveCheckpointAdjoint`), i.e. BPTT.
+    can treat it by its non-finite policy, and its derivative is NaN (`failed_to_inf`),
+    so that a gradient learner rejects the step instead of applying a zero gradient.
+    Differentiating the call backpropagates through the solver's steps
+    (`RecursiveCheckpointAdjoint`), i.e. BPTT.
     """
 
     vector_field: Callable[..., Any]
@@ -58,6 +76,7 @@ class ODELoss(eqx.Module):
     max_steps: int = 100_000
     ts: Array | None = None
     observation_cost: Callable[..., Array] | None = None
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
 
     def __check_init__(self):
         if self.observation_cost is not None and self.ts is None:
@@ -102,10 +121,16 @@ class ODELoss(eqx.Module):
             args=(params, *args),
             saveat=saveat or self.default_saveat(),
             stepsize_controller=self.stepsize_controller,
-            adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
+            adjoint=adjoint or self.adjoint,
             max_steps=self.max_steps,
             throw=False,
         )
+
+    def in_forward_mode(self) -> ODELoss:
+        """The same loss, solved with `diffrax.ForwardMode`: differentiable by forward-mode
+        autodiff (`jax.jvp`, the forward gradient), not by reverse mode. Its values are
+        those of the reverse-mode loss."""
+        return eqx.tree_at(lambda o: o.adjoint, self, diffrax.ForwardMode())
 
     def default_saveat(self) -> diffrax.SaveAt:
         """What `loss_of_solution` needs: t1, and the observation times if there are any."""
@@ -113,14 +138,21 @@ class ODELoss(eqx.Module):
             return diffrax.SaveAt(t1=True)
         return diffrax.SaveAt(ts=self.ts, t1=True)
 
-    def loss_of_solution(self, sol: diffrax.Solution, params, *args) -> Array:
-        """The loss of a solve saved as `default_saveat()` says (`inf` if it failed)."""
-        final = jax.tree.map(lambda x: x[-1], sol.ys)
+    def loss_of_saved(self, ys, params, *args) -> Array:
+        """The loss of the augmented states `ys` saved as `default_saveat()` says (the
+        observation times, if any, then t1), whether or not the solve succeeded."""
+        final = jax.tree.map(lambda x: x[-1], ys)
         loss = self.final_loss(final, params, *args)
         if self.observation_cost is not None:
-            observed = jax.tree.map(lambda x: x[:-1], sol.ys[0])
+            observed = jax.tree.map(lambda x: x[:-1], ys[0])
             loss = loss + self.observation_cost(observed, params, *args)
-        return jnp.where(sol.result == diffrax.RESULTS.successful, loss, jnp.inf)
+        return loss
+
+    def loss_of_solution(self, sol: diffrax.Solution, params, *args) -> Array:
+        """The loss of a solve saved as `default_saveat()` says: `inf` if it failed, with
+        a NaN derivative."""
+        loss = self.loss_of_saved(sol.ys, params, *args)
+        return failed_to_inf(loss, sol.result == diffrax.RESULTS.successful)
 
     def __call__(self, params, *args) -> Array:
         return self.loss_of_solution(self.solve(params, *args), params, *args)

@@ -1,26 +1,33 @@
 """The one training loop: every learner, every experiment.
 
-It jits the learner's step once, draws step `i`'s key as `fold_in(key, i)` and asks
-`batch(i)` for its data, so a run resumed from a checkpoint takes exactly the steps the
-uninterrupted run would have taken. It shows progress, appends one record per
-iteration to history.jsonl, checkpoints every `checkpoint_every` steps, and guards
-against non-finite values.
+It draws step `i`'s key as `fold_in(key, i)` and asks `batch(i)` for its data, so a run
+resumed from a checkpoint takes exactly the steps the uninterrupted run would have
+taken. It shows progress, appends one record per iteration to history.jsonl,
+checkpoints every `checkpoint_every` steps, and rejects non-finite steps whole
+(`bbpes.learners.base.accept_update`).
+
+The jitted step is one module-level function that takes the learner as an argument,
+so its compilation cache is keyed on the learner's static parts and the shapes of the
+state: training several seeds with one learner compiles once. `compile_step` compiles
+it ahead of time and reads the compiled program's peak memory, and `train(step=...)`
+runs that same executable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .learners.base import AbstractLearner
+from .learners.base import AbstractLearner, accept_update
 from .progress import Progress
 from .runs import RunDir, atomic_write_bytes
 
@@ -33,26 +40,89 @@ class TrainResult:
     stopped: str | None = None  # None when all steps ran, else why training stopped early
 
 
-def _finite_tree(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def _guarded(learner: AbstractLearner, state: Any, key: jax.Array, *batch: Any):
+    new, metrics = learner.step(state, key, *batch)
+    new, ok = accept_update(state, new, metrics)
+    return new, {**metrics, "nonfinite": ~ok}
+
+
+_guarded_jit = eqx.filter_jit(_guarded)
 
 
 def guarded_step(learner: AbstractLearner) -> Callable:
-    """`learner.step`, jitted, that never returns non-finite params: such an update is
-    rejected (the state is kept) and reported as `nonfinite` in the metrics."""
+    """`(state, key, *batch) -> (state, metrics)`: `learner.step`, jitted, that never
+    returns a non-finite state. A step with a non-finite new state (any inexact leaf:
+    params, optimizer state...), loss or grad norm is rejected whole (the old state is
+    returned) and reported as `nonfinite` in the metrics. Every call for one learner
+    shares one compilation."""
+    return functools.partial(_guarded_jit, learner)
 
-    @eqx.filter_jit
-    def step(state, key, *batch):
-        new, metrics = learner.step(state, key, *batch)
-        ok = _finite_tree(learner.params(new))
-        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, state)
-        finite = ok & jnp.isfinite(metrics["loss"])
-        if "grad_norm" in metrics:
-            finite = finite & jnp.isfinite(metrics["grad_norm"])
-        return new, {**metrics, "nonfinite": ~finite}
 
-    return step
+@dataclass(frozen=True)
+class CompiledStep:
+    """The guarded step of `learner`, compiled ahead of time for one set of argument
+    shapes (`compile_step`); call it as `step(state, key, *batch)`.
+
+    - `compile_seconds`: tracing, lowering and compiling, wall seconds.
+    - `peak_bytes`: XLA's buffer assignment of the compiled program, arguments +
+      outputs + temporaries - aliased (None where the backend does not report it).
+    """
+
+    learner: AbstractLearner
+    compiled: Any
+    compile_seconds: float
+    peak_bytes: int | None
+
+    def __call__(self, state: Any, key: jax.Array, *batch: Any):
+        return self.compiled(self.learner, state, key, *batch)
+
+
+def compile_step(
+    learner: AbstractLearner, params: Any, key: jax.Array, *batch: Any
+) -> CompiledStep:
+    """Compile `learner`'s guarded step for the state `learner.init(params)`, a key like
+    `key` and the data `batch` (only shapes and dtypes matter), without running it.
+    Pass the result to `train(..., step=...)` to train with that executable."""
+    state = learner.init(params)
+    t0 = time.perf_counter()
+    compiled = _guarded_jit.lower(learner, state, key, *batch).compile()
+    seconds = time.perf_counter() - t0
+    analysis = compiled.compiled.memory_analysis()
+    peak = None
+    if analysis is not None:
+        peak = int(
+            analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+            + analysis.temp_size_in_bytes
+            - analysis.alias_size_in_bytes
+        )
+    return CompiledStep(learner, compiled, seconds, peak)
+
+
+_COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+)
+
+
+@contextlib.contextmanager
+def _compile_timer() -> Iterator[list[float]]:
+    """Seconds JAX spends tracing, lowering and compiling top-level computations inside
+    the block (JAX reports each as a monitoring event), in `timer[0]`."""
+    spent = [0.0]
+
+    def listen(event: str, duration: float, **_: Any) -> None:
+        if event in _COMPILE_EVENTS:
+            spent[0] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield spent
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def _save_checkpoint(path, state, step: int, seconds: float, nonfinite_run: int) -> None:
@@ -94,6 +164,7 @@ def train(
     progress: str = "auto",
     progress_keys: tuple[str, ...] = ("loss", "accuracy"),
     max_nonfinite: int = 20,
+    step: CompiledStep | None = None,
 ) -> TrainResult:
     """Train `params` with `learner` for `steps` iterations.
 
@@ -110,9 +181,19 @@ def train(
     - `checkpoint_every`: steps between checkpoints (and always at the end).
     - `resume`: continue from this label's checkpoint if there is one.
     - `max_nonfinite`: stop early after this many consecutive non-finite steps.
+    - `step`: `compile_step(learner, ...)`'s executable, to run instead of the jitted
+      step (it must have been compiled for this `learner` and these shapes).
+
+    Each step's record holds its metrics, `nonfinite` (the step was rejected) and
+    `seconds` (cumulative wall time of the steps, compilation included). The first
+    step record of this call, and any record whose step compiled, also holds
+    `compile_seconds`: the seconds JAX spent tracing and compiling during that step
+    (0.0 when the step had been compiled before, by an earlier call or `compile_step`).
 
     **Returns:** a `TrainResult` with the final state, params and this training's records.
     """
+    if step is not None and step.learner is not learner:
+        raise ValueError("train(step=...) needs the CompiledStep of this very learner")
     tags = {"label": label, **(tags or {})}
     state = learner.init(params)
     start, seconds, nonfinite_run = 0, 0.0, 0
@@ -133,7 +214,7 @@ def train(
         if run is not None:
             run.append_history(entries)
 
-    step_fn = guarded_step(learner)
+    step_fn = step if step is not None else guarded_step(learner)
     stopped = None
     if nonfinite_run >= max_nonfinite:
         stopped, start = f"{nonfinite_run} consecutive non-finite steps", steps
@@ -145,13 +226,16 @@ def train(
         for i in range(start, steps):
             t0 = time.perf_counter()
             args = batch(i) if batch is not None else ()
-            state, metrics = step_fn(state, jax.random.fold_in(key, i), *args)
-            metrics = _scalars(metrics)
+            with _compile_timer() as compiling:
+                state, metrics = step_fn(state, jax.random.fold_in(key, i), *args)
+                metrics = _scalars(metrics)  # waits for the step
             seconds += time.perf_counter() - t0
             nonfinite_run = nonfinite_run + 1 if metrics["nonfinite"] else 0
             if nonfinite_run >= max_nonfinite:
                 stopped = f"{nonfinite_run} consecutive non-finite steps"
             entry = {**tags, "step": i + 1, **metrics, "seconds": seconds}
+            if i == start or compiling[0] > 0:
+                entry["compile_seconds"] = compiling[0]
             last = i + 1 == steps or stopped is not None
             if evaluate is not None and (last or (eval_every and (i + 1) % eval_every == 0)):
                 entry.update(_scalars(evaluate(learner.params(state))))

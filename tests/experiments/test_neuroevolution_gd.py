@@ -15,8 +15,8 @@ import pytest
 from bbpes.cli import main
 from bbpes.estimators import bptt
 from bbpes.experiments import get
-from bbpes.experiments.neuroevolution_gd import Repeated, schedule, time_per_step
-from bbpes.learners import GradientLearner
+from bbpes.experiments.neuroevolution_gd import schedule, time_per_step
+from bbpes.learners import GradientLearner, Repeated
 
 TINY = {
     "nets": "deep",

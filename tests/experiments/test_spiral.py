@@ -2,50 +2,24 @@ from __future__ import annotations
 
 import json
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from bbpes.estimators import es
+from bbpes import signals
 from bbpes.experiments import ConfigError, get
 from bbpes.experiments.runner import run_experiment
-from bbpes.experiments.spiral import Ensemble, iterations_to_target, running_median, seconds_at
-from bbpes.learners import GradientLearner
-
-
-def bumpy(params, target):
-    """Not bumpy, so the mirrored ES estimate depends on sigma."""
-    return jnp.sum((params - target) ** 2) + jnp.sum(jnp.cos(3.0 * params))
-
-
-def test_ensemble_members_equal_separate_runs_with_their_own_sigma():
-    """One vmapped step over a traced sigma gives what each sigma gives on its own."""
-    sigmas, seeds = jnp.array([0.3, 0.03, 0.003]), jnp.array([0, 0, 5])
-
-    def make(h):
-        return GradientLearner(es(bumpy, h["sigma"], 6), optax.adam(0.1))
-
-    ensemble = Ensemble(make, {"sigma": sigmas, "seed": seeds})
-    params = jnp.stack([jnp.ones(4), jnp.ones(4), -jnp.ones(4)])
-    target = jnp.arange(4.0)
-    key = jax.random.key(7)
-    state = ensemble.init(params)
-    step = eqx.filter_jit(ensemble.step)
-    for i in range(5):
-        state, metrics = step(state, jax.random.fold_in(key, i), jnp.stack([target] * 3))
-    assert set(metrics) >= {"loss", "loss_0", "loss_2", "grad_norm_1"}
-    for m in range(3):
-        alone = make({"sigma": sigmas[m]})
-        s = alone.init(params[m])
-        alone_step = eqx.filter_jit(alone.step)
-        for i in range(5):
-            s, _ = alone_step(s, jax.random.fold_in(jax.random.fold_in(key, i), seeds[m]), target)
-        np.testing.assert_allclose(ensemble.params(state)[m], alone.params(s), rtol=1e-6)
-    # the sweep really differs between sigmas
-    assert not np.allclose(ensemble.params(state)[0], ensemble.params(state)[1])
+from bbpes.experiments.spiral import METHODS, UNSUPPORTED, member_learners
+from bbpes.learners import Ensemble
+from bbpes.tasks.spiral_metrics import (
+    iterations_to_target,
+    running_median,
+    seconds_at,
+    split_history,
+    summarise,
+)
+from bbpes.tasks.spiral_runs import make_task, stacked_batches, stacked_fields
 
 
 def test_iterations_to_target_reads_the_first_hit_and_the_sustained_one():
@@ -93,6 +67,49 @@ def test_bad_settings_are_refused_before_anything_runs(name, overrides):
         get(name).config(overrides)
 
 
+def test_every_signal_with_a_loss_form_the_spiral_offers_is_a_method():
+    offered = {n for n, s in signals.SIGNALS.items() if s.needs in ("loss", "ode_loss")}
+    assert set(METHODS) == (offered | set(signals.EVOSAX_METHODS)) - set(UNSUPPORTED)
+    assert {"es", "bptt", "fnde", "finite_difference", "weight_perturbation"} <= set(METHODS)
+    assert "pnde" not in METHODS  # its form exists, but it cannot observe many times
+    config = get("spiral").config({"method": ",".join(METHODS)})
+    assert config["method"] == list(METHODS)
+
+
+@pytest.mark.parametrize(
+    "method, sigma", [("es", None), ("forward_gradient", None), ("evosax:SNES", 0.01)]
+)
+def test_a_step_of_the_ensemble_traces(method, sigma):
+    """A sigma swept under vmap (ES), forward-mode autodiff through the ODE solve (the
+    forward gradient), and an evosax strategy with a constant sigma trace (not compiled;
+    every method runs in the slow test)."""
+    config = get("spiral").config({k: v for k, v in TINY.items() if k != "method"})
+    task, seeds = make_task(config), [0, 1]
+    fields = stacked_fields(6, seeds, jax.random.key(0))
+    batch = stacked_batches(task, seeds, jax.random.key(1))(0)
+    hyper = {"sigma": jnp.array([0.1, 0.01]), "seed": jnp.asarray(seeds)}
+    learner = Ensemble(member_learners(task, method, 4, 1e-3, sigma), hyper)
+    state = learner.init(fields)
+    new, metrics = jax.eval_shape(learner.step, state, jax.random.key(2), *batch)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert metrics["loss_1"].shape == () and metrics["rejected"].dtype == jnp.int32
+
+
+def test_split_history_gives_each_member_its_curve_and_rejections():
+    history = [
+        {"step": 0, "mae": 1.0, "mae_0": 1.0, "mae_1": 2.0},
+        {"step": 1, "loss": 0.5, "loss_0": 0.4, "loss_1": 0.6, "rejected_0": 0, "rejected_1": 0},
+        {"step": 2, "loss": 0.4, "loss_0": 0.4, "loss_1": np.inf, "rejected_0": 0, "rejected_1": 1},
+        {"step": 2, "mae": 0.5, "mae_0": 0.3, "mae_1": 0.7},
+    ]
+    history[1]["seconds"], history[2]["seconds"] = 1.0, 2.0
+    curves = split_history(history, 2)
+    np.testing.assert_array_equal(curves[1]["loss"], [0.6, np.inf])
+    np.testing.assert_array_equal(curves[1]["rejected"], [0, 1])
+    np.testing.assert_array_equal(curves[0]["mae"], [1.0, 0.3])
+    assert summarise(curves, target=0.5, window=1)["rejected_steps"] == 1
+
+
 def test_quick_settings_are_valid():
     for name in ("spiral", "spiral-scaling"):
         config = get(name).config(quick=True)
@@ -131,6 +148,26 @@ def test_spiral_runs_and_writes_its_metrics_and_figures(tmp_path):
     # same seed, same numbers
     _, again = run_experiment("spiral", {**TINY, "method": "es,bptt,fnde"}, out=tmp_path / "again")
     assert again["final_mae_es"] == metrics["final_mae_es"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_the_tiny_spiral(tmp_path, method):
+    tiny = {**TINY, "steps": "3", "eval_every": "3"}
+    _, metrics = run_experiment("spiral", {**tiny, "method": method}, out=tmp_path / method)
+    assert np.isfinite(metrics[f"final_loss_{method}"])
+    assert metrics[f"rejected_steps_{method}"] == 0
+
+
+def test_stacked_batches_depend_on_the_seed_and_the_step_only():
+    config = get("spiral").config({k: v for k, v in TINY.items() if k != "method"})
+    task = make_task(config)
+    batch = stacked_batches(task, [0, 0, 3], jax.random.key(1))
+    (y0s, targets), (again, _) = batch(4), batch(4)
+    assert y0s.shape == (3, 4, 2) and targets.shape == (3, 4, 4, 2)
+    np.testing.assert_array_equal(y0s, again)
+    np.testing.assert_array_equal(y0s[0], y0s[1])  # one seed, one minibatch
+    assert not np.array_equal(y0s[0], y0s[2]) and not np.array_equal(y0s, batch(5)[0])
 
 
 @pytest.mark.slow

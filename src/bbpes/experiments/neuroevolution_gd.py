@@ -12,7 +12,9 @@ transformation, `corresponding_optimizer`):
   length s = steps x sigma / sqrt(2 pi).
 
 A one-step probe with a large population at the initial weights fits the prefactor of
-the mean step against the exact gradient. See docs/neuroevolution.md.
+the mean step against the exact gradient (`bbpes.learners.mutation_probe`). The task is
+`bbpes.tasks.teacher_student`; each curve is a history of `records` entries of
+`bbpes.learners.Repeated` steps. See docs/neuroevolution.md.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib.ticker
@@ -29,73 +30,16 @@ from jax.flatten_util import ravel_pytree
 
 from .. import plotting
 from ..estimators import bptt
-from ..learners import GradientLearner
-from ..learners.base import AbstractLearner
-from ..learners.mutation import (
-    MetropolisMutation,
-    MutationState,
-    corresponding_optimizer,
-    gd_learning_rate,
-    linear_mean_step,
-)
-from ..models.feedforward import FeedForward
+from ..learners import GradientLearner, Repeated
+from ..learners.mutation import MetropolisMutation, corresponding_optimizer, gd_learning_rate
+from ..learners.mutation_probe import mean_step_probe
 from ..runs import RunDir
+from ..tasks.teacher_student import NETS, mse, population_evaluator, student, teacher_data
 from ..train import train
 from .base import Experiment, methods_of, require
 
 REGIMES = ("finite", "inf")
-NETS = ("shallow", "deep")
 WATCHED = 3  # weights whose mean trajectories are plotted
-
-
-class Repeated(AbstractLearner):
-    """`times` steps of `inner` per training-loop iteration (one `lax.scan`), so that a
-    curve of thousands of steps is a history of `records` entries. Step j of the scan
-    uses `fold_in(key, j)`. Metrics: `loss` before the first inner step, the others
-    averaged over the inner steps."""
-
-    inner: AbstractLearner
-    times: int = eqx.field(static=True)
-
-    def init(self, params: Any) -> Any:
-        return self.inner.init(params)
-
-    def params(self, state: Any) -> Any:
-        return self.inner.params(state)
-
-    def step(self, state: Any, key: jax.Array, *batch: Any) -> tuple[Any, dict]:
-        def body(state, j):
-            return self.inner.step(state, jax.random.fold_in(key, j), *batch)
-
-        state, metrics = jax.lax.scan(body, state, jnp.arange(self.times))
-        return state, {k: v[0] if k == "loss" else jnp.mean(v) for k, v in metrics.items()}
-
-
-def teacher_data(config: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
-    """Inputs X ~ N(0, I), shape (n_data, n_inputs), and the teacher's outputs Y, shape
-    (n_data, 1). The teacher is a random one-hidden-layer tanh network."""
-    key_teacher, key_inputs = jax.random.split(jax.random.key(config["seed"]))
-    teacher = FeedForward(
-        (config["n_inputs"], config["teacher_width"], 1),
-        key=key_teacher,
-        weight_scale=config["teacher_scale"],
-    )
-    inputs = jax.random.normal(key_inputs, (config["n_data"], config["n_inputs"]))
-    return inputs, jax.vmap(teacher)(inputs)
-
-
-def student(config: dict[str, Any], net: str) -> FeedForward:
-    hidden = (
-        [config["shallow_width"]]
-        if net == "shallow"
-        else [config["deep_width"]] * config["deep_layers"]
-    )
-    key = jax.random.fold_in(jax.random.key(config["seed"] + 1), NETS.index(net))
-    return FeedForward((config["n_inputs"], *hidden, 1), key=key)
-
-
-def mse(params: FeedForward, inputs: jax.Array, targets: jax.Array) -> jax.Array:
-    return jnp.mean((jax.vmap(params)(inputs) - targets) ** 2)
 
 
 def regime_beta(config: dict[str, Any], regime: str) -> float:
@@ -131,12 +75,12 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         loss = lambda p: mse(p, inputs, targets)
         flat0, grad0 = (ravel_pytree(t)[0] for t in (params0, jax.grad(loss)(params0)))
         watched = np.argsort(-np.abs(np.asarray(grad0)))[:WATCHED]  # the fastest-moving weights
-        evaluators = {p: make_evaluate(loss, flat0, watched, p) for p in (True, False)}
+        evaluators = {p: population_evaluator(loss, flat0, watched, p) for p in (True, False)}
         metrics[f"n_params_{net}"] = int(flat0.size)
         metrics[f"initial_loss_{net}"] = float(loss(params0))
         metrics[f"initial_grad_norm_{net}"] = float(jnp.linalg.norm(grad0))
         for regime in methods_of(config, "regimes"):
-            probe = make_probe(
+            probe = mean_step_probe(
                 loss, params0, regime_beta(config, regime), config["probe_population"]
             )
             probe_key = jax.random.fold_in(jax.random.key(config["seed"] + 3), NETS.index(net))
@@ -244,68 +188,8 @@ def compare(config, run_dir, loss, evaluators, params0, net, regime, sigma) -> d
 def history_columns(history: list[dict]) -> dict[str, np.ndarray]:
     """The evaluated records (step 0 and after every iteration) as columns."""
     rows = [r for r in history if "loss_mean" in r]
-    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k != "label"}
-
-
-def make_evaluate(loss, flat0, watched, population: bool):
-    """Held-out record of every history entry: the loss over the population (mean,
-    std, min, max; R = 1 for GD), the loss of the mean weights, the distance of the
-    mean weights from the start, and a few watched weights of the mean network."""
-
-    @jax.jit
-    def evaluate(params):
-        stacked = params if population else jax.tree.map(lambda x: x[None], params)
-        losses = jax.vmap(loss)(stacked)
-        mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), stacked)
-        flat = ravel_pytree(mean)[0]
-        out = {
-            "loss_mean": jnp.mean(losses),
-            "loss_std": jnp.std(losses),
-            "loss_min": jnp.min(losses),
-            "loss_max": jnp.max(losses),
-            "loss_at_mean_weights": loss(mean),
-            "distance": jnp.linalg.norm(flat - flat0),
-        }
-        return out | {f"w_{i}": flat[j] for i, j in enumerate(watched)}
-
-    return evaluate
-
-
-def make_probe(loss, params0, beta: float, population: int):
-    """`probe(sigma, key) -> dict`: one mutation step of `population` walkers from
-    `params0`; the mean step projected on the exact gradient g gives the prefactor k in
-    <dx> = -k g (finite beta, predicted beta sigma^2 / 2) or <dx> = -k g / |g| (beta =
-    inf, predicted sigma / sqrt(2 pi)), with its standard error and the exact value for
-    a linear loss (`linear_mean_step`). sigma is data, so one compilation serves all."""
-    learner = MetropolisMutation(loss, 1.0, beta, population=population)
-    flat0, _ = ravel_pytree(params0)
-    grad = ravel_pytree(jax.grad(loss)(params0))[0]
-    norm = jnp.linalg.norm(grad)
-    direction = grad / norm if math.isinf(beta) else grad / norm**2
-    base = learner.init(params0)
-
-    @jax.jit
-    def projections(population, log_sigma, key):
-        state = MutationState(population, jnp.full_like(base.log_sigma, log_sigma))
-        new, _ = learner.step(state, key)
-        moved = jax.vmap(lambda p: ravel_pytree(p)[0])(new.params) - flat0
-        return -moved @ direction
-
-    def probe(sigma: float, key: jax.Array) -> dict[str, float]:
-        p = np.asarray(projections(base.params, math.log(sigma), key), np.float64)
-        linear = float(linear_mean_step(beta, sigma, norm))
-        if math.isinf(beta):
-            predicted = sigma / math.sqrt(2 * math.pi)
-        else:
-            predicted, linear = gd_learning_rate(beta, sigma), linear / float(norm)
-        return {
-            "fitted": float(np.mean(p)),
-            "stderr": float(np.std(p) / math.sqrt(p.size)),
-            "predicted": predicted,
-            "linear": linear,
-        }
-
-    return probe
+    keys = set.intersection(*(set(r) for r in rows)) - {"label"}
+    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k in keys}
 
 
 def loglog_slope(x, y) -> float:

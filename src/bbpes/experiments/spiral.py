@@ -4,15 +4,17 @@ with 50): minibatch loss and full-trajectory MAE over training, mean and spread 
 several runs, and the iterations to the paper's target MAE of 0.04.
 
 Independent runs (and, in `spiral-scaling`, the values of a sigma sweep) are the members
-of one `Ensemble`: a single compiled, `jax.vmap`-ed step trains them all, each member
-with its own initialisation, minibatches, noise and hyperparameter.
+of one `bbpes.learners.Ensemble`: a single compiled, `jax.vmap`-ed step trains them all,
+each member with its own initialisation, minibatches, noise and hyperparameter, and a
+member whose step fails keeps its state while the others go on. Any learning signal of
+`bbpes.signals` whose loss form the spiral offers is a `method`.
 
 The full-trajectory MAE jumps from one evaluation to the next (with Adam 1e-3 it swings
 between about 0.03 and 0.7 late in training, for BP as for ES), so the minibatch loss is
-reported beside it and the target is read two ways: "iterations to target" is the first
-evaluation at or below it (the best MAE so far reaches it, the paper's reading), and
-"iterations to sustained target" the first at which the running median of the last
-`window` evaluations is at or below it.
+reported beside it and the target is read two ways (`bbpes.tasks.spiral_metrics`):
+"iterations to target" is the first evaluation at or below it (the best MAE so far
+reaches it, the paper's reading), and "iterations to sustained target" the first at
+which the running median of the last `window` evaluations is at or below it.
 """
 
 from __future__ import annotations
@@ -25,121 +27,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import Array
 
-from .. import plotting
-from ..estimators import estimator_by_name
-from ..learners import AbstractLearner, GradientLearner
-from ..models.neural_ode import NeuralODE, spiral_field
+from .. import plotting, signals
+from ..learners import AbstractLearner, Ensemble
+from ..models.neural_ode import NeuralODE
 from ..runs import RunDir
+from ..signals import LossForms
 from ..tasks.spiral import Spiral
+from ..tasks.spiral_metrics import iterations_to_target as iterations_to_target
+from ..tasks.spiral_metrics import running_median, seconds_at, split_history, summarise
+from ..tasks.spiral_runs import make_task, member_maes, stacked_batches, stacked_fields
 from ..train import train
 from .base import Experiment, methods_of, require, require_mirrored_samples
 
-METHODS = ("es", "bptt", "fnde")
+OFFERED = LossForms(loss=Spiral.loss, ode_loss=Spiral.ode_loss)
+"""The loss forms a `Spiral` offers (`loss_forms`); only which fields are set matters."""
+
+UNSUPPORTED = {
+    "pnde": "the spiral's loss observes the solution at many times",
+    "guided_es": "it needs a truncated or surrogate gradient, which an ODE fit has no form of",
+}
+"""Signals whose loss form exists but that cannot train the spiral, and why."""
+
+METHODS = tuple(m for m in signals.available(OFFERED) if m not in UNSUPPORTED)
 
 
-class Ensemble(AbstractLearner):
-    """`M` independent learners stepped together under one `jax.vmap`.
-
-    **Fields:**
-
-    - `make(hyper) -> learner`: builds member m's learner from its hyperparameters
-      `hyper` (here `{"sigma": scalar, "seed": int scalar}`); called under `vmap`, so a
-      swept value such as ES's sigma is traced and one compiled step serves the sweep.
-    - `hyper`: a pytree of arrays with leading axis `M`.
-
-    The params and the data of `step` carry the leading axis `M` too. Member m draws its
-    noise from `fold_in(key, hyper["seed"][m])`, so members that share a seed (one sigma
-    sweep) share their perturbation directions. Metrics: `loss` is the mean over members
-    with a finite loss; `loss_m`, `grad_norm_m` are member m's.
-    """
-
-    make: Callable[[Any], AbstractLearner] = eqx.field(static=True)
-    hyper: Any
-
-    @property
-    def members(self) -> int:
-        return jax.tree.leaves(self.hyper)[0].shape[0]
-
-    def init(self, params: Any) -> Any:
-        return jax.vmap(lambda h, p: self.make(h).init(p))(self.hyper, params)
-
-    def step(self, state: Any, key: Array, *batch: Any) -> tuple[Any, dict[str, Array]]:
-        def one(h, s, *b):
-            return self.make(h).step(s, jax.random.fold_in(key, h["seed"]), *b)
-
-        new, metrics = jax.vmap(one)(self.hyper, state, *batch)
-        losses, norms = metrics["loss"], metrics["grad_norm"]
-        finite = jnp.isfinite(losses) & jnp.isfinite(norms)
-        mean_loss = jnp.sum(jnp.where(finite, losses, 0.0)) / jnp.sum(finite)
-        out = {"loss": jnp.where(jnp.any(finite), mean_loss, jnp.inf)}
-        for m in range(self.members):
-            out[f"loss_{m}"] = losses[m]
-            out[f"grad_norm_{m}"] = norms[m]
-        return new, out
+def loss_forms(task: Spiral, method: str) -> LossForms:
+    """The spiral's minibatch loss, and the same as an `ODELoss` (fnde). Forward-only
+    signals get the loss solved in forward mode (`ODELoss.in_forward_mode`): the same
+    values, and `jax.jvp` works through it (the forward gradient needs it; reverse-mode
+    signals need the default)."""
+    ode = task.ode_loss()
+    forward = signals.signal(method).family == "forward"
+    return LossForms(loss=ode.in_forward_mode() if forward else task.loss, ode_loss=ode)
 
 
-def make_task(config: dict[str, Any]) -> Spiral:
-    return Spiral(
-        n_points=config["n_points"],
-        t_end=config["t_end"],
-        batch_size=config["batch_size"],
-        batch_time=config["batch_time"],
-        rtol=config["tol"],
-        atol=config["tol"],
-        max_steps=config["max_steps"],
-    )
-
-
-def make_learner(task: Spiral, method: str, samples: int, lr: float | optax.Schedule) -> Callable:
-    """`hyper -> GradientLearner` for `method` (ES reads `hyper["sigma"]`); Adam at `lr`
-    (a number or an optax schedule)."""
-    loss, ode_loss = task.loss, task.ode_loss()
+def member_learners(
+    task: Spiral,
+    method: str,
+    samples: int,
+    lr: float | optax.Schedule,
+    sigma: float | None = None,
+) -> Callable[[Any], AbstractLearner]:
+    """`hyper -> learner` of `method` (`bbpes.signals.make_learner`) with Adam at `lr` (a
+    number or an optax schedule). The perturbation scale (ES, weight perturbation,
+    evosax) is `sigma` when given, a constant every signal accepts, else
+    `hyper["sigma"]`, traced under the ensemble's vmap so that one compiled step serves
+    a sigma sweep (the signals that need a concrete sigma, evosax's, cannot sweep)."""
+    forms = loss_forms(task, method)
 
     def make(hyper):
-        signal = estimator_by_name(
-            method, loss=loss, ode_loss=ode_loss, sigma=hyper["sigma"], samples=samples
-        )
-        return GradientLearner(signal, optax.adam(lr))
+        settings = {"sigma": hyper["sigma"] if sigma is None else sigma, "samples": samples}
+        return signals.make_learner(method, forms, optax.adam(lr), settings)
 
     return make
-
-
-def stacked_fields(hidden: int, seeds: Sequence[int], base_key: Array) -> NeuralODE:
-    """One freshly initialised field per seed, stacked along a leading axis."""
-    fields = [spiral_field(hidden, key=jax.random.fold_in(base_key, s)) for s in seeds]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *fields)
-
-
-def stacked_batches(task: Spiral, seeds: Sequence[int], base_key: Array) -> Callable:
-    """`batch(i)`: member m's minibatch of step i, drawn from `fold_in(base_key, seed_m)`
-    and i only (so members with one seed see the same data, and resuming is exact)."""
-    seeds = jnp.asarray(seeds)
-
-    @jax.jit
-    def batch(i):
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base_key, s), i))(seeds)
-        return jax.vmap(task.sample_batch)(keys)
-
-    return batch
-
-
-def member_maes(task: Spiral) -> Callable:
-    """`evaluate(stacked fields) -> {"mae": mean finite, "mae_m": member m's}`."""
-
-    @eqx.filter_jit
-    def maes(fields):
-        return jax.vmap(task.mae)(fields)
-
-    def evaluate(fields):
-        values = np.asarray(maes(fields))
-        finite = values[np.isfinite(values)]
-        out = {"mae": float(np.mean(finite)) if finite.size else float("inf")}
-        out.update({f"mae_{m}": float(v) for m, v in enumerate(values)})
-        return out
-
-    return evaluate
 
 
 def train_members(
@@ -157,9 +98,10 @@ def train_members(
     eval_every: int | None,
     tags: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], NeuralODE]:
-    """Train one ensemble (member m: `sigmas[m]`, `seeds[m]`). Returns its history split
-    into one curve per member (`step`, `seconds`, `loss` at every step; `eval_step`,
-    `mae` at every evaluation) and the trained fields, stacked."""
+    """Train one ensemble (member m: `sigmas[m]`, `seeds[m]`; one sigma for all is passed
+    as a constant, several are traced). Returns its history split
+    into one curve per member (`bbpes.tasks.spiral_metrics.split_history`) and the
+    trained fields, stacked."""
     hyper = {
         "sigma": jnp.asarray(sigmas, jnp.result_type(float)),
         "seed": jnp.asarray(seeds, jnp.int32),
@@ -168,7 +110,8 @@ def train_members(
     # spiral-scaling has no schedule: its timed reruns stop early, which would change it
     if config.get("lr_schedule", "constant") == "cosine":
         lr = optax.cosine_decay_schedule(lr, steps, alpha=0.1)
-    learner = Ensemble(make_learner(task, method, samples, lr), hyper)
+    shared = float(sigmas[0]) if len(set(sigmas)) == 1 else None  # no sweep: a constant
+    learner = Ensemble(member_learners(task, method, samples, lr, shared), hyper)
     base = jax.random.key(config["seed"])
     result = train(
         learner,
@@ -186,90 +129,6 @@ def train_members(
         max_nonfinite=config["max_nonfinite"],
     )
     return split_history(result.history, len(seeds)), result.params
-
-
-def split_history(history: list[dict], members: int) -> list[dict[str, np.ndarray]]:
-    steps = [r for r in history if f"loss_{0}" in r]
-    evals = [r for r in history if "mae_0" in r]
-
-    def column(records, key):
-        return np.asarray([np.nan if r.get(key) is None else r[key] for r in records], float)
-
-    return [
-        {
-            "step": column(steps, "step"),
-            "seconds": column(steps, "seconds"),
-            "loss": column(steps, f"loss_{m}"),
-            "eval_step": column(evals, "step"),
-            "mae": column(evals, f"mae_{m}"),
-        }
-        for m in range(members)
-    ]
-
-
-def running_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Median of the last `window` values at each position (fewer at the start); NaN
-    (a failed solve) counts as +inf."""
-    values = np.where(np.isnan(values), np.inf, values)
-    return np.asarray(
-        [np.median(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
-    )
-
-
-def iterations_to_target(curve: dict, target: float, window: int) -> tuple[float, float]:
-    """`(first, sustained)`: the first evaluated step whose MAE is <= `target` (the best
-    MAE so far reaches it), and the first whose running median over `window` evaluations
-    is (the target held by most recent evaluations); NaN if never."""
-    steps, mae = curve["eval_step"], np.nan_to_num(curve["mae"], nan=np.inf)
-    first = np.flatnonzero(mae <= target)
-    sustained = np.flatnonzero(running_median(mae, window) <= target)
-    return (
-        float(steps[first[0]]) if first.size else float("nan"),
-        float(steps[sustained[0]]) if sustained.size else float("nan"),
-    )
-
-
-def seconds_at(curve: dict, step: float) -> float:
-    """Training seconds (evaluation excluded) up to `step`, without the first step,
-    which includes compilation: (t[step] - t[1]) * step / (step - 1). A target met
-    before training (step 0) took 0 s; after one step it cannot be told from compiling."""
-    if step == 0:
-        return 0.0
-    if not np.isfinite(step) or step < 2:
-        return float("nan")
-    t = dict(zip(curve["step"].astype(int), curve["seconds"]))
-    return (t[int(step)] - t[1]) * step / (step - 1)
-
-
-def summarise(curves: list[dict], target: float, window: int) -> dict:
-    """Over members: mean and spread of the final MAE (running median of the last
-    `window` evaluations); the mean best MAE; the mean minibatch loss over the last 10%
-    of the steps; the median iterations to target (first evaluation at or below it) and
-    to a sustained target (running median at or below it) of the members that got there,
-    with how many did; and the fraction of evaluations at or below target after the first
-    hit."""
-    final = [running_median(c["mae"], window)[-1] for c in curves]
-    losses = [np.nanmean(c["loss"][-max(1, len(c["loss"]) // 10) :]) for c in curves]
-    hits = np.asarray([iterations_to_target(c, target, window) for c in curves])
-    first, sustained = np.isfinite(hits[:, 0]), np.isfinite(hits[:, 1])
-    after = [
-        np.mean(np.nan_to_num(c["mae"][c["eval_step"] >= h], nan=np.inf) <= target)
-        for c, h in zip(curves, hits[:, 0])
-        if np.isfinite(h)
-    ]
-    return {
-        "final_mae": float(np.mean(final)),
-        "final_mae_std": float(np.std(final)),
-        "best_mae": float(np.mean([np.nanmin(c["mae"]) for c in curves])),
-        "final_loss": float(np.mean(losses)),
-        "runs_reached_target": int(first.sum()),
-        "iterations_to_target": float(np.median(hits[first, 0])) if first.any() else None,
-        "runs_sustained_target": int(sustained.sum()),
-        "iterations_to_sustained_target": float(np.median(hits[sustained, 1]))
-        if sustained.any()
-        else None,
-        "fraction_below_target_after_hit": float(np.mean(after)) if after else None,
-    }
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
@@ -411,7 +270,7 @@ DEFAULTS = {
 
 HELP = {
     "hidden": "tanh hidden units of the MLP vector field (paper: 50 and 1000)",
-    "method": "learning signals, comma-separated: es, bptt, fnde",
+    "method": f"learning signals, comma-separated: {', '.join(METHODS)}",
     "runs": "independent runs (initialisation, minibatches, noise), trained together",
     "samples": "ES perturbations per iteration (mirrored pairs)",
     "sigma": "ES perturbation scale (paper: 0.1; the H = 50 sweep here found 0.003 best)",
@@ -425,7 +284,7 @@ HELP = {
 
 EXPERIMENT = Experiment(
     name="spiral",
-    summary="neural ODE on the cubic spiral, ES vs BP (and fnde): loss and MAE curves (Figs. 9A, 12)",
+    summary="neural ODE on the cubic spiral, ES vs BP (and any signal): loss and MAE curves (Figs. 9A, 12)",
     run=run,
     defaults=DEFAULTS,
     quick={"runs": 2, "steps": 300, "samples": 40, "eval_every": 10, "target": 0.3},

@@ -1,0 +1,337 @@
+"""NNE variants: the paper's plain NNE and sample-efficient readings of the same
+selection step (`NNEVariant`), each option off-switchable so its effect can be measured.
+
+**The selection step these options are derived from.** Eq. 3 of the paper is one round
+of selection in which a genotype `x` leaves `w_x = 1 + eps delta_x` offspring (weak
+selection: `eps delta_x` small); the frequency of allele 1 among the offspring, with the
+allele's weight `p(i)` and the sample's conditional means, is
+
+    p'(i) = p(i) f_w(i) / (p(i) f_w(i) + (1 - p(i)) f_bar_w(i)),           (*)
+
+`f_w(i)` (`f_bar_w(i)`) the mean of `w_x` over the sampled genotypes with `x(i) = 1`
+(`= 0`). With `w = 1 + eps delta`, `f_w = 1 + eps f` and (*) is Eq. 3 exactly. Every
+option below changes one ingredient of (*) -- who is sampled, which fitness `delta`
+enters `w`, how `w` depends on it, how strong `eps` is -- and with all of them off
+(`NNEVariant()` defaults) the step is `bbpes.learners.nne.NNE`'s, bit for bit.
+
+Options (population genetics; evolution strategies):
+
+- `pairs=True`, **complementary genotype pairs**. Population genetics: the generation
+  is `N/2` couples of complementary genotypes, `x = [u < p]` and `x' = [1 - u < p]`
+  with one uniform `u` per gene and couple (antithetic Bernoulli sampling: each member
+  is still distributed as `p`, but the two are as negatively correlated as two
+  Bernoulli(p) can be; at `p = 1/2`, `x' = 1 - x`). ES: mirrored sampling
+  (`theta +- sigma eps`), Brockhoff et al. 2010, Salimans et al. 2017. What it does to
+  the estimate of `f - f_bar`: the part of the fitness that is even about `p` (at
+  `p = 1/2`: `F(x) = F(1 - x)`) cancels within each couple; the part that is linear in
+  `x` does not cancel, and at `p = 1/2` its noise doubles (`tests/learners/
+  test_nne_variants.py` measures both). It helps where the fitness is dominated by the
+  spread of the genotypes (curvature), as for the MNIST networks here.
+- `shaping="centered_ranks"`, **fitness by rank**. Population genetics: linear ranking
+  selection (Baker 1985; Goldberg & Deb 1991): a genotype's offspring depend on its
+  rank in its generation only, `w = 1 + eps r`, `r in [-1/2, 1/2]` its centered rank
+  (ties share their average rank); `eps in (0, 2)` spans the ranking pressures from
+  none to the worst genotype leaving no offspring. ES: fitness shaping by centered
+  ranks (Wierstra et al. 2014, Salimans et al. 2017): the step is invariant under any
+  increasing transform of the fitness, so neither its scale nor its offset (the
+  paper's `alpha^2` clip) sets the step size, `eps` does. `rank_loss=True` ranks the
+  genotypes by their mean loss (lower is better) instead of the clipped fitness
+  `delta`, which is flat at 0 for genotypes that fail every image.
+- `selection="malthusian"`, **selection in continuous time**. (*) with
+  `w = exp(eps delta)`: `p' = p e^{eps f} / (p e^{eps f} + (1 - p) e^{eps f_bar})`, i.e.
+  `logit p' = logit p + eps (f - f_bar)`. It is the limit of `k` rounds of Eq. 3 with
+  strength `eps / k` and the same rewards, `k -> infinity` (Crow & Kimura 1970, ch. 5,
+  Malthusian fitness), so no `eps` makes a weight negative and ranks can be selected
+  on at any strength. ES: a natural-gradient step on the logits of the Bernoulli
+  search distribution (`f - f_bar` is `-dL/dp` by Lemma 1, and `p(1 - p)` is the
+  inverse Fisher information of `p`): the PBIL / Bernoulli-NES update (Baluja 1994,
+  Wierstra et al. 2014). To first order in `eps`, Eq. 3 and this are the same step.
+- `schedule="cosine" | "linear"`, **a schedule of the selection strength**: `eps_t`
+  from `epsilon` down to `epsilon_final` over `schedule_generations`
+  (`optax.cosine_decay_schedule`, `optax.linear_schedule`, then constant). Population
+  genetics: an environment whose selective pressure relaxes as the population adapts.
+  ES: the learning-rate schedule.
+- The number of genotypes per generation is `population` (`N`), as in `NNE`.
+- **A minibatch of images per generation** is the data the training loop hands `step`
+  (`batch(i)`): `ImageBatches` draws generation `i`'s images from one layout of the
+  whole training set (population genetics: each generation meets a sample of its
+  environment, the same sample for every genotype; ES: minibatch fitness with common
+  random numbers). The learner is the same for a batch and for the whole set.
+- **Reusing the sparse structure**: `ImageBatches` lays the training set out once
+  (`bbpes.models.sparse_mlp.population_inputs`: active links, degree buckets, the pixels
+  each in-edge reads, and the rows of `W` they need); a minibatch is a gather of image
+  columns of that layout, not a new layout, and its gene map is the whole set's.
+
+References: Brockhoff, Auger, Hansen, Arnold, Hohm, "Mirrored sampling and sequential
+selection for evolution strategies", PPSN 2010; Salimans, Ho, Chen, Sidor, Sutskever,
+"Evolution strategies as a scalable alternative to reinforcement learning", 2017
+(mirrored sampling, centered ranks); Wierstra et al., "Natural evolution strategies",
+JMLR 2014; Baker, "Adaptive selection methods for genetic algorithms", 1985; Baluja,
+"Population-based incremental learning", 1994; Crow & Kimura, "An introduction to
+population genetics theory", 1970; antithetic variates for Bernoulli variables:
+`u` and `1 - u` through the same inverse CDF (Hammersley & Morton 1956).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jax import Array
+
+from ..errors import ConfigError
+from ..models.sparse_mlp import PopulationInputs
+from ..tasks.mnist import batch_indices
+from .base import AbstractLearner
+from .nne import NNEState, allele_rewards, sample_genotypes, weak_selection_update
+
+SHAPINGS = ("none", "centered_ranks")
+SELECTIONS = ("weak", "malthusian")
+SCHEDULES = ("constant", "cosine", "linear")
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "nne": {},  # the paper's NNE: every option off
+    "nne_improved": {
+        "pairs": True,
+        "shaping": "centered_ranks",
+        "rank_loss": False,
+        "selection": "malthusian",
+        "schedule": "cosine",
+    },
+}
+"""Named option sets of `NNEVariant` (`nne_variant(name, ...)`); `nne` is the paper's."""
+
+
+def antithetic_genotypes(key: Array, p: Array, population: int) -> Array:
+    """`population` genotypes as `population / 2` complementary pairs: rows `k` and
+    `k + population / 2` are `[u < p]` and `[1 - u < p]` for one `u ~ U[0, 1)^n`.
+    Each row is distributed as `sample_genotypes`'s; `(population, n)`, 0.0 / 1.0 in
+    the dtype of `p`."""
+    u = jax.random.uniform(key, (population // 2, p.shape[0]), p.dtype)
+    return jnp.concatenate([u < p, (1 - u) < p]).astype(p.dtype)
+
+
+def centered_ranks(values: Array) -> Array:
+    """Ranks of `values (N,)` mapped linearly onto `[-1/2, 1/2]` (the lowest value
+    `-1/2`, the highest `1/2`), tied values sharing their average rank; `(N,)`."""
+    ranks = jax.scipy.stats.rankdata(values, method="average")
+    return ((ranks - 1) / (values.shape[0] - 1) - 0.5).astype(values.dtype)
+
+
+def malthusian_update(p: Array, f: Array, f_bar: Array, epsilon: float | Array) -> Array:
+    """`logit p' = logit p + eps (f - f_bar)`: (*) with offspring `exp(eps delta)`, the
+    limit of Eq. 3 applied `k` times with `eps / k`. Keeps `p = 0` and `p = 1` fixed."""
+    logit = jnp.log(p) - jnp.log1p(-p)
+    return jax.nn.sigmoid(logit + epsilon * (f - f_bar))
+
+
+def epsilon_at(
+    generation: Array, epsilon: float, schedule: str, final: float, generations: int
+) -> Array | float:
+    """The selection strength of `generation`: `epsilon` (`"constant"`), or an optax
+    cosine / linear decay from `epsilon` to `final` over `generations`, then `final`."""
+    if schedule == "constant":
+        return epsilon
+    if schedule == "cosine":
+        fn = optax.cosine_decay_schedule(epsilon, generations, alpha=final / epsilon)
+    else:
+        fn = optax.linear_schedule(epsilon, final, generations)
+    return fn(generation)
+
+
+class NNEVariant(AbstractLearner):
+    """NNE with the options of the module docstring; `params` are the frequencies `p`.
+
+    **Fields** (the first four as in `bbpes.learners.nne.NNE`):
+
+    - `fitness(genotypes (c, n), *batch) -> (delta (c,), loss (c,))`;
+    - `population`: genotypes per generation `N` (even when `pairs`), `chunk` of them at
+      a time (`chunk` divides `N`; 0: all);
+    - `epsilon`: the selection strength (at generation 0 when scheduled);
+    - `pairs` (False): complementary genotype pairs;
+    - `shaping` ("none"): `"none"` (`delta` itself) or `"centered_ranks"`;
+    - `rank_loss` (False): with ranks, rank by the loss instead of `delta`;
+    - `selection` ("weak"): `"weak"` (Eq. 3) or `"malthusian"`;
+    - `schedule` ("constant"), `epsilon_final` (0.0), `schedule_generations` (0): the
+      schedule of `eps` (`epsilon_at`).
+
+    The state is `NNEState(p, generation)`, the plain learner's, so checkpoints of the
+    two have the same layout. Metrics: the plain learner's and `epsilon`.
+    """
+
+    fitness: Callable[..., tuple[Array, Array]]
+    population: int = eqx.field(static=True)
+    epsilon: float
+    chunk: int = eqx.field(static=True, default=0)
+    pairs: bool = eqx.field(static=True, default=False)
+    shaping: str = eqx.field(static=True, default="none")
+    rank_loss: bool = eqx.field(static=True, default=False)
+    selection: str = eqx.field(static=True, default="weak")
+    schedule: str = eqx.field(static=True, default="constant")
+    epsilon_final: float = 0.0
+    schedule_generations: int = eqx.field(static=True, default=0)
+
+    def __check_init__(self):
+        chunk = self.chunk or self.population
+        if self.population < 2 or self.population % chunk:
+            raise ConfigError(
+                f"population {self.population} must be >= 2 and a multiple of chunk {chunk}"
+            )
+        if self.pairs and self.population % 2:
+            raise ConfigError(f"complementary pairs need an even population, not {self.population}")
+        for name, value, known in (
+            ("shaping", self.shaping, SHAPINGS),
+            ("selection", self.selection, SELECTIONS),
+            ("schedule", self.schedule, SCHEDULES),
+        ):
+            if value not in known:
+                raise ConfigError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        if not self.epsilon > 0 or self.epsilon_final < 0:
+            raise ConfigError("epsilon must be > 0 and epsilon_final >= 0")
+        if self.schedule != "constant" and self.schedule_generations < 1:
+            raise ConfigError(f"schedule {self.schedule!r} needs schedule_generations >= 1")
+        if self.shaping == "centered_ranks" and self.selection == "weak" and self.epsilon >= 2:
+            raise ConfigError(
+                f"epsilon {self.epsilon} >= 2 with centered ranks and weak selection makes "
+                "offspring numbers 1 + eps r negative; use epsilon < 2 or selection=malthusian"
+            )
+
+    def init(self, params: Array) -> NNEState:
+        return NNEState(jnp.asarray(params), jnp.zeros((), jnp.int32))
+
+    def params(self, state: NNEState) -> Array:
+        return state.p
+
+    def evaluate_population(self, genotypes: Array, *batch: Any) -> tuple[Array, Array]:
+        """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, `chunk` at a time."""
+        chunk = self.chunk or self.population
+        chunks = genotypes.reshape(-1, chunk, genotypes.shape[-1])
+        fitness, loss = jax.lax.map(lambda x: self.fitness(x, *batch), chunks)
+        return fitness.reshape(-1), loss.reshape(-1)
+
+    def sample(self, key: Array, p: Array) -> Array:
+        """The generation's genotypes `(N, n)`."""
+        if self.pairs:
+            return antithetic_genotypes(key, p, self.population)
+        return sample_genotypes(key, p, self.population)
+
+    def shaped(self, fitness: Array, loss: Array) -> Array:
+        """The fitness `(N,)` that enters the offspring numbers."""
+        if self.shaping == "none":
+            return fitness
+        return centered_ranks(-loss if self.rank_loss else fitness)
+
+    def step(self, state: NNEState, key: Array, *batch: Any) -> tuple[NNEState, dict]:
+        genotypes = self.sample(key, state.p)
+        fitness, loss = self.evaluate_population(genotypes, *batch)
+        shaped = self.shaped(fitness.astype(state.p.dtype), loss.astype(state.p.dtype))
+        f, f_bar = allele_rewards(genotypes, shaped)
+        epsilon = epsilon_at(
+            state.generation,
+            self.epsilon,
+            self.schedule,
+            self.epsilon_final,
+            self.schedule_generations,
+        )
+        if self.selection == "weak":
+            p = weak_selection_update(state.p, f, f_bar, epsilon)
+        else:
+            p = malthusian_update(state.p, f, f_bar, epsilon)
+        distance = jnp.minimum(p, 1 - p)
+        metrics = {
+            "loss": loss.mean(),
+            "fitness_mean": fitness.mean(),
+            "fitness_max": fitness.max(),
+            "alleles_within_0.01": jnp.mean(distance <= 0.01),
+            "mean_distance_from_fixed": distance.mean(),
+            "epsilon": jnp.asarray(epsilon, state.p.dtype),
+        }
+        return NNEState(p, state.generation + 1), metrics
+
+
+def nne_variant(
+    name: str,
+    fitness: Callable[..., tuple[Array, Array]],
+    population: int,
+    epsilon: float,
+    chunk: int = 0,
+    **options: Any,
+) -> NNEVariant:
+    """The `VARIANTS[name]` learner; `options` override single fields (e.g.
+    `pairs=False` to measure the improved variant without pairs)."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown NNE variant {name!r}; known: {', '.join(VARIANTS)}")
+    return NNEVariant(fitness, population, epsilon, chunk, **{**VARIANTS[name], **options})
+
+
+class ImageBatches(eqx.Module):
+    """`batch(i)` for `bbpes.train.train`: generation `i`'s minibatch of training
+    images as a `PopulationInputs`, gathered from one layout of the whole set.
+
+    **Fields:** `inputs`, the whole set's layout (`population_inputs(net, x, y,
+    image_block=b)`); `pixels[g] (S, n_g, hb, K_g)`, its pixels image-major; `labels
+    (S,)`; `size`, images per batch (a multiple of `b`, at most `S`); `seed`. Batch `i`
+    is `bbpes.tasks.mnist.batch_indices(i, S, size, seed)`: epochs of fresh
+    permutations, a function of `i` only (exact resumes). `size = S` is the whole set
+    in its own order (the plain NNE's data, bit for bit).
+    """
+
+    inputs: PopulationInputs
+    pixels: tuple[Array, ...]
+    labels: Array
+    size: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+
+    def __init__(self, inputs: PopulationInputs, size: int, seed: int = 0):
+        block = inputs.labels.shape[1]
+        if size % block or not 0 < size <= inputs.n_images:
+            raise ConfigError(
+                f"batch of {size} images must be a multiple of image_block {block} "
+                f"and at most the {inputs.n_images} training images"
+            )
+        self.size, self.seed = size, seed
+        # (B, n_g, hb, K_g, b) -> (B b, n_g, hb, K_g): one row per image
+        self.pixels = tuple(
+            jnp.moveaxis(x, -1, 1).reshape(-1, *x.shape[1:-1]) for x in inputs.pixels
+        )
+        self.labels = inputs.labels.reshape(-1)
+        if size < inputs.n_images:  # keep one copy of the pixels: the layout is a template
+            blocks = size // block
+            inputs = eqx.tree_at(
+                lambda i: (i.pixels, i.labels),
+                inputs,
+                (tuple(x[:blocks] for x in inputs.pixels), inputs.labels[:blocks]),
+            )
+        self.inputs = inputs
+
+    def take(self, index: Array) -> PopulationInputs:
+        """The layout of the images `index (size,)` (blocks of `b` in that order)."""
+        return _take(self, index)
+
+    @property
+    def n_images(self) -> int:
+        return self.labels.shape[0]
+
+    def __call__(self, i: int) -> tuple[PopulationInputs]:
+        if self.size == self.n_images:
+            return (self.inputs,)
+        index = batch_indices(i, self.n_images, self.size, self.seed)
+        return (self.take(jnp.asarray(index, jnp.int32)),)
+
+
+@eqx.filter_jit
+def _take(batches: ImageBatches, index: Array) -> PopulationInputs:
+    block = batches.inputs.labels.shape[1]
+
+    def blocks(x):  # (size, ...) -> (size / b, ..., b)
+        return jnp.moveaxis(x[index].reshape(-1, block, *x.shape[1:]), 1, -1)
+
+    return eqx.tree_at(
+        lambda inputs: (inputs.pixels, inputs.labels),
+        batches.inputs,
+        (tuple(blocks(x) for x in batches.pixels), batches.labels[index].reshape(-1, block)),
+    )
