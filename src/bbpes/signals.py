@@ -241,8 +241,14 @@ def names() -> tuple[str, ...]:
 
 
 def available(forms: LossForms) -> tuple[str, ...]:
-    """The method names whose loss form `forms` offers."""
-    return tuple(n for n in names() if getattr(forms, signal(n).needs) is not None)
+    """The method names whose loss form `forms` offers (guided ES also needs a
+    truncated or surrogate-spike loss for its guiding gradient)."""
+    guided = forms.truncated_loss is not None or forms.surrogate_loss is not None
+    return tuple(
+        n
+        for n in names()
+        if getattr(forms, signal(n).needs) is not None and (n != "guided_es" or guided)
+    )
 
 
 def make_learner(

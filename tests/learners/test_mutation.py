@@ -279,3 +279,20 @@ def test_finite_beta_walkers_equilibrate_at_temperature_one_over_beta():
     per_walker = np.mean(averages, axis=0)
     se = per_walker.std() / math.sqrt(walkers)
     assert abs(per_walker.mean() - CURVATURE.size / (2 * beta)) <= Z * se
+
+
+def test_one_diverging_walker_does_not_make_the_population_step_non_finite():
+    """A walker whose loss is inf on this batch is left out of the loss statistics, so
+    the training loop does not reject every walker's move because of it."""
+
+    def loss(params, cliff):
+        x = params["x"]
+        return jnp.where(x[0] > cliff, jnp.inf, jnp.sum(x**2))
+
+    learner = MetropolisMutation(loss, sigma=0.1, beta=float("inf"), population=3)
+    walkers = {"x": jnp.array([[0.5, 0.5], [2.0, 0.0], [0.3, -0.2]])}
+    state = learner.init_population(walkers)
+    _, metrics = learner.step(state, jax.random.key(0), jnp.array(1.0))
+    assert metrics["nonfinite_walkers"] == 1
+    assert jnp.isfinite(metrics["loss"])
+    assert metrics["loss"] == pytest.approx((0.5 + 0.13) / 2)

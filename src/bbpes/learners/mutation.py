@@ -162,11 +162,20 @@ class MetropolisMutation(AbstractLearner):
         params, log_sigma, loss, accepted = jax.vmap(walker)(
             state.params, noise, uniform, state.log_sigma
         )
+        # statistics of the walkers whose loss is finite: one walker on a diverging batch
+        # must not make the whole population's step look non-finite (the loop would
+        # reject every walker's move); `nonfinite_walkers` counts the others
+        finite = jnp.isfinite(loss)
+        count = jnp.sum(finite)
+        mean = jnp.sum(jnp.where(finite, loss, 0.0)) / jnp.maximum(count, 1)
         metrics = {
-            "loss": jnp.mean(loss),
-            "loss_std": jnp.std(loss),
-            "loss_min": jnp.min(loss),
-            "loss_max": jnp.max(loss),
+            "loss": jnp.where(count > 0, mean, jnp.inf),
+            "loss_std": jnp.sqrt(
+                jnp.sum(jnp.where(finite, (loss - mean) ** 2, 0.0)) / jnp.maximum(count, 1)
+            ),
+            "loss_min": jnp.min(jnp.where(finite, loss, jnp.inf)),
+            "loss_max": jnp.max(jnp.where(finite, loss, -jnp.inf)),
+            "nonfinite_walkers": jnp.sum(~finite),
             "acceptance": jnp.mean(accepted),
             "sigma": jnp.mean(jnp.exp(log_sigma)),
         }
