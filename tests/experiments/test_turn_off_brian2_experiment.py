@@ -44,6 +44,9 @@ def test_missing_brian2_is_a_config_error(monkeypatch, tmp_path, capsys):
         ({"workers": "-1"}, "workers"),
         ({"t_end": "100.05"}, "whole number"),
         ({"target": "gpu"}, "choose from"),
+        ({"address": "my cluster"}, "host:port"),
+        ({"lr": "0"}, "lr must be positive"),
+        ({"t_end": "1e12"}, "steps of dt"),
     ],
 )
 def test_bad_settings_are_rejected(installed, override, message):

@@ -20,9 +20,8 @@ import numpy as np
 from .. import plotting
 from ..estimators import bptt, pnde_solve
 from ..runs import RunDir
-from ..tasks.turn_off import TurnOff
-from .base import Experiment, require
-from .turn_off import PRESETS, READOUTS, gaussian_smooth
+from ..tasks.turn_off import PRESETS, READOUTS, TurnOff, gaussian_smooth
+from .base import MAX_LOOP, Experiment, require, require_fits, require_positive, require_steps
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "kvaerno5": diffrax.Kvaerno5}
 
@@ -116,10 +115,20 @@ def plot(run_dir, ts, V, running, adjoint_V, metrics, config) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["t_end"] > 0, "t_end must be positive")
+    require_positive(config, "t_end", "dt", "sigma", "rtol", "zoom_ms")
+    require_steps(config["t_end"], config["dt"])
     require(config["save_points"] >= 10, "save_points must be >= 10")
     require(config["smoothing_points"] >= 11, "smoothing_points must be >= 11")
-    require(config["sigma"] > 0 and config["rtol"] > 0, "sigma and rtol must be positive")
+    require(1 <= config["max_steps"] <= MAX_LOOP, f"max_steps must be in 1..{MAX_LOOP}")
+    require(all(r > 0 for r in config["rtol_sweep"]), "rtol_sweep values must be positive")
+    # pnde keeps the dense forward solution of max_steps steps (Tsit5: about 7 stages of
+    # the 3-variable augmented state), the adjoint at every save point, and the smoothed
+    # landscape evaluates smoothing_points runs of the stepper at once
+    require_fits(
+        8.0 * (config["max_steps"] * 7 * 3 + config["save_points"] * 8)
+        + 8.0 * config["smoothing_points"] * 3,
+        "pnde's dense forward solution, the saved adjoint and the landscape",
+    )
 
 
 EXPERIMENT = Experiment(

@@ -11,10 +11,14 @@ the whole configuration is valid.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import optax
+
+from .. import signals
 from ..errors import ConfigError
 from ..runs import RunDir
 
@@ -52,7 +56,11 @@ class Experiment:
                 raise ConfigError(f"unknown setting '{key}' for {self.name} (known: {known})")
             config[key] = parse_value(key, raw, self.defaults.get(key, config[key]))
         if seed is not None:
-            config["seed"] = int(seed)
+            config["seed"] = parse_value("seed", seed, 0)
+        require(
+            0 <= config["seed"] <= MAX_SEED,
+            f"seed must be in 0..{MAX_SEED}, got {config['seed']}",
+        )
         for key, allowed in self.choices.items():
             values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
             for value in values:
@@ -67,14 +75,28 @@ class Experiment:
         return config
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed: `jax.random.key` keeps 32 bits of a seed, and seeds are combined
+with run and step numbers."""
+
+MAX_LOOP = 2**31 - 1
+"""The most iterations one `lax.scan` or solver may be asked for (XLA counts in int32)."""
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def parse_value(key: str, raw: Any, default: Any) -> Any:
-    """Parse the string `raw` to the type of `default` (bool, int, float, str, list)."""
+    """`raw` as a value of the type of `default` (bool, int, float, str, list): a string
+    is parsed (a list from comma-separated items), a number of the right kind is taken
+    as it is (an int where a float is expected becomes a float, a whole float where an
+    int is expected an int). Floats must be finite. Raises `ConfigError`."""
+    kind = type(default).__name__ if default is not None else "value"
+    if isinstance(default, (list, tuple)):
+        kind = f"comma-separated {type(default[0]).__name__ if default else 'str'}s"
+    bad = ConfigError(f"bad value {raw!r} for '{key}' (expected {kind})")
     if not isinstance(raw, str):
-        return raw
+        return _coerce(key, raw, default, bad)
     text = raw.strip()
     try:
         if isinstance(default, bool):
@@ -86,21 +108,62 @@ def parse_value(key: str, raw: Any, default: Any) -> Any:
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):
-            value = float(text)
-            if value != value:
-                raise ValueError
-            return value
+            return _finite(float(text))
         if isinstance(default, (list, tuple)):
             items = [t.strip() for t in text.split(",") if t.strip()]
-            kind = type(default[0]) if default else str
-            return [parse_value(key, t, kind()) if kind is not str else t for t in items]
+            item = default[0] if default else ""
+            return [parse_value(key, t, item) for t in items]
         if default is None:  # a JSON literal (number, bool, null, list, object), else the text
             literal = text[:1] in "-0123456789[{" or text in ("null", "true", "false")
             return json.loads(text) if literal else text
         return text
     except (ValueError, json.JSONDecodeError):
-        kind = type(default).__name__ if default is not None else "value"
-        raise ConfigError(f"bad value {raw!r} for '{key}' (expected {kind})") from None
+        raise bad from None
+
+
+def _finite(value: float) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(value)
+    return value
+
+
+def _coerce(key: str, raw: Any, default: Any, bad: ConfigError) -> Any:
+    """A value that is not a string, checked against the type of `default`."""
+    if default is None:
+        return raw
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        raise bad
+    if isinstance(raw, bool):
+        raise bad
+    if isinstance(default, int):
+        if isinstance(raw, int) or (isinstance(raw, float) and _is_whole(raw)):
+            return int(raw)
+        raise bad
+    if isinstance(default, float):
+        if isinstance(raw, (int, float)):
+            try:
+                return _finite(float(raw))
+            except ValueError:
+                raise bad from None
+        raise bad
+    if isinstance(default, (list, tuple)):
+        if not isinstance(raw, (list, tuple)):
+            raw = [raw]
+        item = default[0] if default else ""
+        return [parse_value(key, x, item) for x in raw]
+    if isinstance(default, str):
+        if isinstance(raw, os.PathLike):
+            return os.fspath(raw)
+        if isinstance(raw, str):
+            return raw
+        raise bad
+    return raw
+
+
+def _is_whole(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf")) and value == int(value)
 
 
 def require(condition: bool, message: str) -> None:
@@ -117,3 +180,194 @@ def require_mirrored_samples(config: Mapping[str, Any], key: str = "samples") ->
 def methods_of(config: Mapping[str, Any], key: str = "methods") -> list[str]:
     value = config[key]
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def require_positive(config: Mapping[str, Any], *keys: str) -> None:
+    """Each `config[key]` must be a finite number > 0."""
+    for key in keys:
+        value = config[key]
+        require(value > 0 and value != float("inf"), f"{key} must be positive, got {value}")
+
+
+def require_at_least(config: Mapping[str, Any], minimum: int, *keys: str) -> None:
+    """Each `config[key]` must be >= `minimum`."""
+    for key in keys:
+        require(config[key] >= minimum, f"{key} must be >= {minimum}, got {config[key]}")
+
+
+def require_fits(n_bytes: float, what: str) -> None:
+    """`n_bytes` (a lower bound on what a run must hold at once) must fit in the memory
+    free now (`bbpes.devices.available_memory_bytes`): sizes far too large for this
+    machine are refused before anything is allocated."""
+    from ..devices import available_memory_bytes
+
+    free = available_memory_bytes()
+    require(
+        n_bytes <= free,
+        f"{what} need at least {n_bytes / 1e9:.3g} GB, more than the {free / 1e9:.3g} GB free",
+    )
+
+
+def signal_choices() -> tuple[str, ...]:
+    """The values a `method` setting accepts: every signal of `bbpes.signals`."""
+    return signals.names()
+
+
+def signal_settings(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`defaults` with the signal knobs (`bbpes.signals.SIGNAL_DEFAULTS`) it lacks; the
+    experiment's own values win."""
+    return {**signals.SIGNAL_DEFAULTS, **defaults}
+
+
+def signal_help(help: Mapping[str, str]) -> dict[str, str]:
+    """`help` with a line for every signal knob it lacks."""
+    return {**signals.SIGNAL_HELP, **help}
+
+
+def check_signals(
+    config: Mapping[str, Any],
+    key: str,
+    forms: Iterable[str],
+    task: str = "this task",
+    unsupported: Mapping[str, str] | None = None,
+    *,
+    sample_bytes: float = 0.0,
+) -> None:
+    """The methods named in `config[key]` are signals whose learner
+    `bbpes.signals.make_learner` builds from a task offering the loss forms `forms`
+    (fields of `bbpes.signals.LossForms`) and these knobs, and are not `unsupported`
+    (name -> why); the signal knobs are valid, and the population's losses and weights
+    (`samples` of each) and the `es_chunk` perturbed evaluations held at once
+    (`sample_bytes` each) fit in memory."""
+    offered, refused = set(forms), dict(unsupported or {})
+    check_signal_knobs(config)
+    usable = [
+        n for n in signal_choices() if signals.signal(n).needs in offered and n not in refused
+    ]
+    for method in methods_of(config, key):
+        info = signals.signal(method)
+        require(method not in refused, refused.get(method, ""))
+        require(
+            info.needs in offered,
+            f"method {method!r} needs the task's {info.needs}, which {task} does not offer"
+            f" (available: {', '.join(usable)})",
+        )
+        probe_learner(method, offered, config)
+    at_once = min(config["es_chunk"] or config["samples"], config["samples"])
+    require_fits(
+        32.0 * config["samples"] + at_once * sample_bytes,
+        f"an ES population of {config['samples']} ({at_once} evaluated at once)",
+    )
+
+
+def check_signal_knobs(config: Mapping[str, Any]) -> None:
+    """The knobs of `bbpes.signals.SIGNAL_DEFAULTS` that `config` has, each in its range:
+    `samples` even (mirrored pairs), `guided_alpha` in [0, 1]; otherwise by the kind of
+    the registry's default: a count whose default is 0 (0: chosen from the others) must
+    be >= 0, one whose default is positive >= 1, a float whose default is positive > 0."""
+    require_mirrored_samples(config)
+    if "guided_alpha" in config:
+        require(0 <= config["guided_alpha"] <= 1, "guided_alpha must be in [0, 1]")
+    for knob, default in signals.SIGNAL_DEFAULTS.items():
+        if knob not in config or knob in ("samples", "guided_alpha") or isinstance(default, bool):
+            continue
+        value = config[knob]
+        if isinstance(default, int):
+            low = 0 if default == 0 else 1
+            help_text = signals.SIGNAL_HELP.get(knob, "")
+            hint = f" ({help_text.split('(', 1)[1]}" if low == 0 and "(0:" in help_text else ""
+            require(value >= low, f"{knob} must be >= {low}{hint}, got {value}")
+        elif isinstance(default, float) and default > 0:
+            require_positive(config, knob)
+    if "tangents" in config:
+        require_fits(32.0 * config["tangents"], f"{config['tangents']} forward-gradient tangents")
+
+
+class _Form:
+    """A stand-in for a loss form in `probe_learner`: any attribute is None (an
+    `ODELoss` without observations), and calling it is an error."""
+
+    def __getattr__(self, name):
+        return None
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("a stand-in loss form was called")
+
+
+def probe_learner(method: str, forms: Iterable[str], config: Mapping[str, Any]) -> None:
+    """Build `method`'s learner from stand-ins of the loss forms `forms` and the knobs
+    of `config`, as `check` must: what `make_learner` refuses (a form or a knob it
+    needs) is a one-line `ConfigError` here, before anything runs. Errors that need the
+    real forms are left for the run."""
+    stand_ins = signals.LossForms(**{form: _Form() for form in forms})
+    knobs = {k: config[k] for k in signals.SIGNAL_DEFAULTS if k in config}
+    try:
+        signals.make_learner(method, stand_ins, optax.identity(), {**knobs, "n_params": 1})
+    except ConfigError as error:
+        raise ConfigError(f"method {method!r}: {error}") from None
+    except ValueError as error:  # a knob the estimator refuses (samples, tangents...)
+        message = str(error).strip().splitlines()
+        raise ConfigError(f"method {method!r}: {message[0] if message else error}") from None
+    except Exception:
+        pass  # building this learner needs the task's real loss forms: decided at run time
+
+
+def require_steps(t_end: float, dt: float, what: str = "t_end") -> int:
+    """The number of fixed steps of `dt` in `t_end` (`bbpes.neurons.n_steps`): a whole
+    number, at least 1 and at most `MAX_LOOP`."""
+    from ..neurons.base import n_steps
+
+    try:
+        steps = n_steps(t_end, dt)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    require(
+        steps <= MAX_LOOP, f"{what}={t_end:g} is {steps:.3g} steps of dt={dt:g}, over {MAX_LOOP}"
+    )
+    return steps
+
+
+def signal_optimizer(
+    method: str,
+    config: Mapping[str, Any],
+    make: Callable[[Any], optax.GradientTransformation],
+    *,
+    lr: Mapping[str, str] | None = None,
+    clip: str | None = "clip",
+) -> optax.GradientTransformation:
+    """The optimizer of `method`: `make(rate)` with the experiment's learning rate for
+    the signal's kind (`lr`: kind -> setting; default `{"es": "lr_es", "bp": "lr"}`),
+    after a clip of the gradient's global norm to `config[clip]` where the signal takes
+    the clip (`Signal.clip`) and the setting is positive."""
+    info = signals.signal(method)
+    keys = {"es": "lr_es", "bp": "lr", **(lr or {})}
+    rate = config[keys[info.lr or "es"]]
+    optimizer = make(rate)
+    if info.clip and clip is not None and config[clip] > 0:
+        return optax.chain(optax.clip_by_global_norm(config[clip]), optimizer)
+    return optimizer
+
+
+def signal_learner(
+    method: str,
+    forms: signals.LossForms,
+    optimizer: optax.GradientTransformation,
+    config: Mapping[str, Any],
+    params: Any = None,
+    **extra: Any,
+):
+    """`bbpes.signals.make_learner` with the signal knobs of `config`, the number of
+    trainable numbers in `params` (`n_params`, which guided ES scales its search by),
+    and `extra`."""
+    knobs = {k: config[k] for k in signals.SIGNAL_DEFAULTS if k in config}
+    if params is not None:
+        knobs["n_params"] = n_params(params)
+    return signals.make_learner(method, forms, optimizer, {**knobs, **extra})
+
+
+def n_params(params: Any) -> int:
+    """The number of trainable numbers (inexact array entries) in the pytree `params`."""
+    import equinox as eqx
+    import jax
+
+    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))))

@@ -20,9 +20,12 @@ from ..learners import GradientLearner
 from ..learners.dopamine import DIRECTIONS, RULES, Dopamine
 from ..models.random_features import RandomFeatures, compute_features
 from ..runs import RunDir
-from ..tasks.mnist import SCALINGS, SOURCES, MnistData, load_mnist, locate
-from .base import Experiment, require
-from .nne_mnist import DATA_DEFAULTS, DATA_HELP, fit_readout, last, readout_loss
+from ..tasks.mnist import MnistData, load_mnist
+from ..tasks.readout import FeatureReadout
+from ..train import train
+from .base import Experiment, require, require_at_least, require_fits, require_positive
+from .history import last
+from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP, check_data
 
 PAPER_TABLE2 = {  # test accuracy after 500 epochs, MNIST 0-9
     1000: {"sgd": 0.9034, "signsgd": 0.8684, "dnn": 0.8484},
@@ -58,33 +61,35 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         compute_features(layer, data.train_x, dtype=dtype),
         compute_features(layer, data.test_x, dtype=dtype),
     )
-    labels = (data.train_y, data.test_y)
     bound = 1.0 / np.sqrt(config["hidden"])  # the usual default of a linear layer
     w0 = jax.random.uniform(key_readout, (config["hidden"], 10), jnp.float32, -bound, bound)
     n = len(data.train_x)
 
     def fit(learner, batch_size, label):
-        steps = config["epochs"] * max(n // batch_size, 1)
-        return fit_readout(
-            config,
+        """Train the readout from w0 for `epochs` epochs, test accuracy after each."""
+        task = FeatureReadout(
+            features[0], data.train_y, features[1], data.test_y, batch_size, config["seed"]
+        )
+        return train(
             learner,
             w0,
-            features,
-            labels,
-            steps=steps,
-            batch_size=batch_size,
-            run_dir=run_dir,
+            jax.random.key(config["seed"]),
+            steps=config["epochs"] * task.steps_per_epoch,
+            batch=task.batch,
+            evaluate=task.evaluate,
+            eval_every=task.steps_per_epoch,
+            run=run_dir,
             label=label,
-        )[1]
+            resume=config["resume"],
+        ).history
 
+    loss = FeatureReadout.loss
     histories = {
         "sgd": fit(
-            GradientLearner(bptt(readout_loss), optax.adam(config["sgd_lr"])),
-            config["batch_size"],
-            "sgd",
+            GradientLearner(bptt(loss), optax.adam(config["sgd_lr"])), config["batch_size"], "sgd"
         ),
         "signsgd": fit(
-            GradientLearner(bptt(readout_loss), optax.sign_sgd(config["signsgd_lr"])),
+            GradientLearner(bptt(loss), optax.sign_sgd(config["signsgd_lr"])),
             config["batch_size"],
             "signsgd",
         ),
@@ -182,14 +187,18 @@ def plot_epochs(run_dir: RunDir, histories: dict, data: MnistData, config, n: in
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["hidden"] >= 1, "hidden must be >= 1")
+    check_data(config, train_zero_is_all=True)
+    require_at_least(config, 1, "hidden", "epochs", "batch_size", "dnn_batch")
     require(0 <= config["k_cap"] <= config["hidden"], "k_cap must be in 0..hidden (0: no cap)")
-    require(config["epochs"] >= 1, "epochs must be >= 1")
-    require(config["batch_size"] >= 1 and config["dnn_batch"] >= 1, "batch sizes must be >= 1")
     require(all(e > 0 for e in config["dnn_epsilon1"]), "dnn_epsilon1 values must be positive")
-    require(config["train_per_digit"] >= 0 and config["test_per_digit"] >= 0, "per-digit >= 0")
-    if config["data_dir"]:
-        require(locate(config["data_dir"]) is not None, f"no MNIST files in {config['data_dir']}")
+    require_positive(config, "sgd_lr", "signsgd_lr")
+    require(config["dnn_epsilon0"] >= 0, "dnn_epsilon0 must be >= 0 (a loss threshold)")
+    images = 10 * (config["train_per_digit"] or 6000) + 10 * (config["test_per_digit"] or 1000)
+    width = 2 if config["hidden"] >= WIDE else 4
+    require_fits(
+        images * config["hidden"] * width + 16.0 * config["hidden"] * 10,
+        f"the features of {images} images on {config['hidden']} hidden units",
+    )
 
 
 EXPERIMENT = Experiment(
@@ -214,8 +223,7 @@ EXPERIMENT = Experiment(
     },
     quick={"epochs": 2, "test_per_digit": 200},
     choices={
-        "data_source": SOURCES,
-        "scaling": SCALINGS,
+        **DATA_CHOICES,
         "dnn_rules": RULES,
         "dnn_directions": DIRECTIONS,
     },
@@ -233,5 +241,7 @@ EXPERIMENT = Experiment(
         "dnn_epsilon0": "loss threshold eps0 of the rule (the paper: 0.75)",
         "dnn_epsilon1": "step sizes eps1 of the rule to run (the paper: 1)",
         "dnn_batch": "examples per training-loop step (the rule still sees one at a time)",
+        "sgd_lr": "Adam learning rate of the SGD baseline",
+        "signsgd_lr": "SignSGD step epsilon' (Eq. 5)",
     },
 )

@@ -26,7 +26,7 @@ from .. import plotting
 from ..learners.nne import NNE, GeneMap, random_gene_map, sample_genotypes
 from ..runs import RunDir
 from ..train import train
-from .base import Experiment, require
+from .base import Experiment, require, require_fits
 
 LOSSES = ("cosine", "squared")
 
@@ -223,6 +223,12 @@ def check(config: dict[str, Any]) -> None:
     require(config["generations"] >= 1 and config["eval_every"] >= 1, "generations >= 1")
     require(config["epsilon_scale"] > 0 and config["loss_margin"] >= 1, "bad epsilon settings")
     require(config["loss"] in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
+    require(config["epsilon_scale"] != float("inf"), "epsilon_scale must be finite")
+    genes = max([*config["genes"], *config["nne_genes"]])
+    require_fits(
+        8.0 * config["m"] * genes * 3 + 4.0 * config["population"] * genes,
+        "the dense gene map W (m x n, float64) and one population of genotypes",
+    )
 
 
 EXPERIMENT = Experiment(

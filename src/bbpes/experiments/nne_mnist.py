@@ -8,66 +8,40 @@ from __future__ import annotations
 
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
 
-from .. import plotting
 from ..estimators.backprop import bptt
 from ..learners import GradientLearner
 from ..learners.nne import NNE, GeneMap, random_gene_map, sample_genotypes
-from ..models.sparse_mlp import (
-    PopulationInputs,
-    SparseMLP,
-    cross_entropy,
-    population_inputs,
-    population_logits,
-    population_weights,
-    random_sparse_mlp,
-)
+from ..models.sparse_mlp import SparseMLP, population_inputs, random_sparse_mlp
 from ..runs import RunDir
-from ..tasks.mnist import SCALINGS, SOURCES, MnistData, batch_indices, load_mnist, locate
+from ..tasks.mnist import MnistData, batch_indices, load_mnist
+from ..tasks.mnist_nne import (
+    ClippedFitness,
+    accuracy_fn,
+    masked_initial_params,
+    masked_logits,
+    masked_loss,
+)
+from ..tasks.readout import FeatureReadout
 from ..train import train
-from .base import Experiment, require
+from .base import Experiment, require, require_at_least, require_fits, require_positive
+from .history import last, steps_per_second
+from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP, check_data
+from .nne_mnist_report import (
+    ALLELE_GRID,
+    PAPER_TABLE1,
+    plot_accuracy,
+    plot_alleles,
+    plot_genes,
+    write_table,
+)
 
-PAPER_TABLE1 = {  # test accuracy on MNIST digits 0-4 (5 classes) and 0-9 (10 classes)
-    5: {"nne": 0.921, "nne_signsgd": 0.916, "sgd": 0.96},
-    10: {"nne": 0.788, "nne_signsgd": 0.856, "sgd": 0.882},
-}
-ALLELE_GRID = (0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
-ROWS = {"nne": "NNE", "nne_signsgd": "NNE + SignSGD", "sgd": "SGD (Adam)"}
-
-
-class ClippedFitness(eqx.Module):
-    """Section 3.1: `delta_x = mean over S of max(0, alpha^2 - CE)`, with
-    `alpha = log(classes)` the loss of a uniform guess.
-
-    **Fields:** `gene_map`, the rows of `W` for `PopulationInputs.links`;
-    `alpha_squared`. Called as `fitness(genotypes (c, n), inputs)` it returns
-    `(delta (c,), mean cross-entropy (c,))`.
-    """
-
-    gene_map: GeneMap
-    alpha_squared: float
-
-    def __call__(self, genotypes: Array, inputs: PopulationInputs) -> tuple[Array, Array]:
-        first, output = population_weights(inputs, self.gene_map.columns(genotypes))
-
-        def image_block(totals, block):
-            pixels, labels = block
-            logits = population_logits(first, output, pixels)
-            loss = cross_entropy(logits, jnp.broadcast_to(labels[:, None], logits.shape[:2]))
-            fitness = jnp.maximum(0.0, self.alpha_squared - loss)
-            return (totals[0] + fitness.sum(0), totals[1] + loss.sum(0)), None
-
-        zeros = jnp.zeros(genotypes.shape[0], first[0].dtype)
-        (fitness, loss), _ = jax.lax.scan(
-            image_block, (zeros, zeros), (inputs.pixels, inputs.labels)
-        )
-        return fitness / inputs.n_images, loss / inputs.n_images
+__all__ = ["DATA_DEFAULTS", "DATA_HELP", "ClippedFitness", "last"]  # importable from here too
 
 
 def load_data(config: dict[str, Any]) -> MnistData:
@@ -82,17 +56,11 @@ def load_data(config: dict[str, Any]) -> MnistData:
     )
 
 
-def accuracy_fn(net: SparseMLP, data: MnistData):
-    """`weights (m,) -> test accuracy` of one network, jitted."""
-    x, y = jnp.asarray(data.test_x), jnp.asarray(data.test_y)
-    return jax.jit(lambda weights: jnp.mean(jnp.argmax(net.logits(weights, x), -1) == y))
-
-
 def nne_evaluator(net: SparseMLP, gene_map: GeneMap, data: MnistData, samples: int, key: Array):
     """`p -> metrics`: test accuracy of the most probable genotype (`p > 1/2`, the
     headline `accuracy`), of the mean weights `W p`, of `samples` genotypes drawn from
     `p` (mean), and the allele distances from fixation of Fig. 2."""
-    accuracy = accuracy_fn(net, data)
+    accuracy = accuracy_fn(net, data.test_x, data.test_y)
 
     def evaluate(p: Array) -> dict[str, float]:
         out = {
@@ -153,94 +121,14 @@ def evolve(
     return result.params, gene_map, result.history
 
 
-def generation_rate(history: list[dict]) -> float:
-    """Generations per second of training steps, leaving out the first (compilation)."""
-    steps = [r for r in history if "seconds" in r]
-    if len(steps) < 2 or steps[-1]["seconds"] <= steps[0]["seconds"]:
-        return float("nan")
-    return (steps[-1]["step"] - steps[0]["step"]) / (steps[-1]["seconds"] - steps[0]["seconds"])
-
-
-def readout_loss(w: Array, features: Array, labels: Array) -> Array:
-    """Mean cross-entropy of the output layer `w (H, C)` on fixed hidden `features`."""
-    return jnp.mean(cross_entropy(features.astype(w.dtype) @ w, labels))
-
-
-def readout_accuracy(w: Array, features: np.ndarray, labels: np.ndarray, chunk: int = 500) -> float:
-    """Test accuracy of the output layer `w` on features `(N, H)`, `chunk` rows at a time
-    (very wide features stay on the host, in float16)."""
-    correct = 0
-    for start in range(0, len(features), chunk):
-        f = jnp.asarray(features[start : start + chunk])
-        correct += int(_correct(w, f, jnp.asarray(labels[start : start + chunk])))
-    return correct / len(features)
-
-
-@jax.jit
-def _correct(w, f, y):
-    return jnp.sum(jnp.argmax(f.astype(w.dtype) @ w, -1) == y)
-
-
-def fit_readout(
-    config: dict[str, Any],
-    learner: Any,
-    w: Array,
-    features: tuple[np.ndarray, np.ndarray],
-    labels: tuple[np.ndarray, np.ndarray],
-    *,
-    steps: int,
-    batch_size: int,
-    run_dir: RunDir,
-    label: str,
-) -> tuple[Array, list[dict]]:
-    """Train the output layer `w (H, C)` on fixed hidden features `(train, test)` with
-    `learner` (whose `step` takes `(features (B, H), labels (B,))`), batches of
-    `batch_size`; test accuracy after every epoch. Returns the weights and history."""
-    (train_f, test_f), (train_y, test_y) = features, labels
-    n = len(train_f)
-
-    def batch(i):
-        index = batch_indices(i, n, batch_size, config["seed"])
-        return jnp.asarray(train_f[index]), jnp.asarray(train_y[index])
-
-    result = train(
-        learner,
-        w,
-        jax.random.key(config["seed"]),
-        steps=steps,
-        batch=batch,
-        evaluate=lambda w: {"accuracy": readout_accuracy(w, test_f, test_y)},
-        eval_every=max(n // batch_size, 1),
-        run=run_dir,
-        label=label,
-        resume=config["resume"],
-    )
-    return result.params, result.history
-
-
 def sgd_baseline(
     config: dict[str, Any], data: MnistData, net: SparseMLP, run_dir: RunDir
 ) -> list[dict]:
     """SGD (Adam) on every weight of the same sparse architecture (no biases)."""
     mask = net.mask()
-    k1, k2 = jax.random.split(jax.random.key(config["seed"] + 1))
-    bound1 = np.sqrt(6.0 / (net.n_inputs * config["edge_prob"]))  # He uniform, mean fan-in
-    bound2 = 1.0 / np.sqrt(net.n_hidden)
-    params = {
-        "w1": jax.random.uniform(k1, mask.shape, minval=-bound1, maxval=bound1) * mask,
-        "w2": jax.random.uniform(k2, (net.n_hidden, net.n_classes), minval=-bound2, maxval=bound2),
-    }
-
-    def loss(params, x, y):
-        hidden = jax.nn.relu(x @ (params["w1"] * mask).T)
-        return jnp.mean(cross_entropy(hidden @ params["w2"], y))
-
+    params = masked_initial_params(net, config["edge_prob"], jax.random.key(config["seed"] + 1))
     test_x, test_y = jnp.asarray(data.test_x), jnp.asarray(data.test_y)
-    accuracy = jax.jit(
-        lambda p: jnp.mean(
-            jnp.argmax(jax.nn.relu(test_x @ (p["w1"] * mask).T) @ p["w2"], -1) == test_y
-        )
-    )
+    accuracy = jax.jit(lambda p: jnp.mean(jnp.argmax(masked_logits(p, mask, test_x), -1) == test_y))
     n = len(data.train_x)
     train_x, train_y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
 
@@ -249,7 +137,9 @@ def sgd_baseline(
         return train_x[index], train_y[index]
 
     result = train(
-        GradientLearner(bptt(loss), optax.adam(config["sgd_lr"])),
+        GradientLearner(
+            bptt(lambda p, x, y: masked_loss(p, mask, x, y)), optax.adam(config["sgd_lr"])
+        ),
         params,
         jax.random.key(config["seed"] + 1),
         steps=config["sgd_steps"],
@@ -272,27 +162,31 @@ def nne_signsgd(
     run_dir: RunDir,
 ) -> tuple[float, list[dict]]:
     """Section 3.1, "NNE with output layer training": one genotype drawn from the
-    evolved `p`, then SignSGD (Eq. 5) on its output layer only. Returns the drawn
-    network's accuracy before training and the history."""
+    evolved `p`, then SignSGD (Eq. 5) on its output layer only, test accuracy after
+    every epoch. Returns the drawn network's accuracy before training and the history."""
     genotype = sample_genotypes(jax.random.key(config["seed"] + 2), p, 1)[0]
     weights = gene_map(genotype)
     w1, w2 = net.split(weights)
-    start = float(accuracy_fn(net, data)(weights))
-    features = tuple(
+    start = float(accuracy_fn(net, data.test_x, data.test_y)(weights))
+    train_f, test_f = (
         np.asarray(jax.nn.relu(jnp.asarray(x) @ w1.T)) for x in (data.train_x, data.test_x)
     )
-    _, history = fit_readout(
-        config,
-        GradientLearner(bptt(readout_loss), optax.sign_sgd(config["signsgd_lr"])),
-        w2,
-        features,
-        (data.train_y, data.test_y),
-        steps=config["signsgd_steps"],
-        batch_size=config["batch_size"],
-        run_dir=run_dir,
-        label="nne+signsgd",
+    task = FeatureReadout(
+        train_f, data.train_y, test_f, data.test_y, config["batch_size"], config["seed"]
     )
-    return start, history
+    result = train(
+        GradientLearner(bptt(task.loss), optax.sign_sgd(config["signsgd_lr"])),
+        w2,
+        jax.random.key(config["seed"]),
+        steps=config["signsgd_steps"],
+        batch=task.batch,
+        evaluate=task.evaluate,
+        eval_every=task.steps_per_epoch,
+        run=run_dir,
+        label="nne+signsgd",
+        resume=config["resume"],
+    )
+    return start, result.history
 
 
 def reuses_main_run(config: dict[str, Any], genes: int) -> bool:
@@ -303,11 +197,6 @@ def reuses_main_run(config: dict[str, Any], genes: int) -> bool:
         and config["sweep_generations"] <= config["generations"]
         and config["sweep_generations"] % config["eval_every"] == 0
     )
-
-
-def last(history: list[dict], key: str = "accuracy") -> float:
-    values = [r[key] for r in history if r.get(key) is not None]
-    return float(values[-1]) if values else float("nan")
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
@@ -340,6 +229,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         "sgd": last(sgd_history),
     }
     train_seconds = max((r.get("seconds", 0.0) for r in history), default=0.0)
+    rate = steps_per_second(history)
     metrics: dict[str, Any] = {
         "data": data.source,
         "classes": data.classes,
@@ -352,11 +242,9 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         "test_accuracy_nne_sampled": last(history, "accuracy_sampled"),
         "test_accuracy_nne_signsgd_start": start,
         "generations": max((r["step"] for r in history), default=0),
-        "generations_per_second": generation_rate(history),
+        "generations_per_second": rate,
         "nne_train_seconds": train_seconds,
-        "network_evaluations_per_second": generation_rate(history)
-        * config["population"]
-        * len(data.train_x),
+        "network_evaluations_per_second": rate * config["population"] * len(data.train_x),
         **{f"paper_test_accuracy_{k}": v for k, v in PAPER_TABLE1[data.classes].items()},
         **{f"test_accuracy_nne_genes{g}": last(h) for g, h in sweep.items()},
     }
@@ -368,135 +256,37 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     return metrics
 
 
-def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData) -> None:
-    digits = f"0-{data.classes - 1}"
-    lines = [
-        f"# Table 1: test accuracy (%) on MNIST {digits}",
-        "",
-        f"Ours: {data.source}; {metrics['train_images']} training images, "
-        f"{metrics['test_images']} test images; {metrics['generations']} generations "
-        f"({metrics['generations_per_second']:.3g} generations/s, "
-        f"{metrics['nne_train_seconds']:.0f} s of evolution). The paper: hundreds of "
-        "thousands of generations, the full MNIST test set.",
-        "",
-        f"| model | paper, MNIST {digits} | ours |",
-        "| --- | --- | --- |",
-    ]
-    for key, name in ROWS.items():
-        ours = metrics[f"test_accuracy_{key}"]
-        paper = PAPER_TABLE1[data.classes][key]
-        lines.append(f"| {name} | {100 * paper:.1f} | {100 * ours:.1f} |")
-    (run_dir.path / "table1.md").write_text("\n".join(lines) + "\n")
-
-
-def plot_accuracy(run_dir, history, signsgd_history, sgd_history, data: MnistData) -> None:
-    fig, ((ax_gen, ax_time),) = plotting.figure(ncols=2)
-    evals = [r for r in history if "accuracy" in r]
-    # Wall time of the generations themselves: from the end of the first (compiling) one.
-    t0 = next((r["seconds"] for r in history if r["step"] == 1 and "seconds" in r), 0.0)
-    for key, name, style in (
-        ("accuracy", "most probable genotype", "-"),
-        ("accuracy_mean_weights", "mean weights W p", "--"),
-        ("accuracy_sampled", "sampled genotypes (mean)", ":"),
-    ):
-        points = [(r["step"], r.get("seconds", 0.0), r[key]) for r in evals if key in r]
-        if points:
-            steps, seconds, values = zip(*points)
-            seconds = [max(t - t0, 0.0) for t in seconds]
-            ax_gen.plot(steps, values, style, label=name, color="tab:green")
-            ax_time.plot(seconds, values, style, label=name, color="tab:green")
-    for hist, name, color in (
-        (signsgd_history, "NNE + SignSGD", "tab:orange"),
-        (sgd_history, "SGD (Adam)", "tab:blue"),
-    ):
-        final = last(hist)
-        ax_gen.axhline(final, color=color, ls="-.", lw=0.8, label=f"{name} (final)")
-    chance = 1.0 / data.classes
-    for ax in (ax_gen, ax_time):
-        ax.axhline(chance, color="gray", lw=0.6, ls=":")
-        ax.set_ylabel("test accuracy")
-    ax_gen.set(xlabel="generation", title=f"NNE, digits 0-{data.classes - 1}")
-    ax_time.set(xlabel="wall time of generations 2.. (s)", title=data.split_tag)
-    ax_gen.legend(fontsize=7)
-    run_dir.save_figure(fig, "accuracy.png")
-
-
-def plot_alleles(run_dir: RunDir, history: list[dict], data: MnistData) -> None:
-    """Fig. 2: the fraction of alleles at distance at least x from 0 and 1."""
-    evals = [r for r in history if f"alleles_within_{ALLELE_GRID[0]:g}" in r]
-    if not evals:
-        return
-    picks = sorted({0, len(evals) // 4, len(evals) // 2, len(evals) - 1})
-    fig, ((ax,),) = plotting.figure()
-    for i in picks:
-        record = evals[i]
-        y = [1.0 - record[f"alleles_within_{x:g}"] for x in ALLELE_GRID]
-        ax.plot(ALLELE_GRID, y, marker="o", ms=3, label=f"t = {record['step']}")
-    ax.set(
-        xlabel="x (distance from 0 or 1)",
-        ylabel="fraction of alleles in [x, 1 - x]",
-        title=f"Allele distribution (Fig. 2); {data.split_tag}",
-    )
-    ax.title.set_fontsize(8)
-    ax.legend(fontsize=8)
-    run_dir.save_figure(fig, "alleles.png")
-
-
-def plot_genes(run_dir: RunDir, sweep: dict[int, list[dict]], data: MnistData, config) -> None:
-    """Fig. 3: accuracy against the number of genes after `sweep_generations`."""
-    genes = sorted(sweep)
-    fig, ((ax_n, ax_t),) = plotting.figure(ncols=2)
-    ax_n.plot(genes, [last(sweep[g]) for g in genes], marker="o", color="tab:green")
-    ax_n.set_xscale("log")
-    ax_n.set_xticks(genes, [str(g) for g in genes], minor=False)
-    ax_n.set_xticks([], minor=True)
-    ax_n.set(
-        xlabel="number of genes n",
-        ylabel="test accuracy",
-        title=f"Fig. 3, digits 0-{data.classes - 1}, {config['sweep_generations']} generations",
-    )
-    for g in genes:
-        evals = [r for r in sweep[g] if "accuracy" in r]
-        ax_t.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], label=f"n = {g}")
-    ax_t.set(xlabel="generation", ylabel="test accuracy", title=data.split_tag)
-    ax_t.title.set_fontsize(8)
-    ax_t.legend(fontsize=8)
-    run_dir.save_figure(fig, "genes.png")
-
-
 def check(config: dict[str, Any]) -> None:
-    require(config["hidden"] >= 1 and config["genes"] >= 1, "hidden and genes must be >= 1")
+    check_data(config, train_zero_is_all=False)
+    require_at_least(config, 1, "hidden", "genes", "generations", "sweep_generations")
+    require_at_least(config, 1, "eval_every", "checkpoint_every", "batch_size", "chunk")
+    require_at_least(config, 1, "image_block", "hidden_block", "signsgd_steps", "sgd_steps")
     require(all(g >= 1 for g in config["genes_sweep"]), "genes_sweep values must be >= 1")
     require(0 < config["edge_prob"] <= 1 and 0 < config["beta"] <= 1, "probabilities in (0, 1]")
+    require_positive(config, "epsilon", "signsgd_lr", "sgd_lr")
+    require(config["eval_samples"] >= 0, "eval_samples must be >= 0 (0: none)")
     require(config["population"] >= 2, "population must be >= 2")
     require(
         config["population"] % config["chunk"] == 0,
         f"chunk {config['chunk']} must divide population {config['population']}",
     )
     n_train = config["train_per_digit"] * config["classes"]
-    require(config["train_per_digit"] >= 1, "train_per_digit must be >= 1")
     require(
         n_train % config["image_block"] == 0,
         f"image_block {config['image_block']} must divide the {n_train} training images",
     )
-    require(config["epsilon"] > 0, "epsilon must be positive")
-    require(config["generations"] >= 1 and config["sweep_generations"] >= 1, "generations >= 1")
-    require(config["eval_every"] >= 1 and config["checkpoint_every"] >= 1, "eval/checkpoint >= 1")
-    require(config["batch_size"] >= 1, "batch_size must be >= 1")
-    if config["data_dir"]:
-        require(locate(config["data_dir"]) is not None, f"no MNIST files in {config['data_dir']}")
+    require(
+        config["hidden_block"] <= config["hidden"],
+        f"hidden_block must be <= hidden ({config['hidden']})",
+    )
+    genes = max([config["genes"], *config["genes_sweep"]])
+    pixels = 28 * 28
+    require_fits(
+        4.0 * (config["hidden"] * pixels * 4 + (config["chunk"] + config["eval_samples"]) * genes)
+        + 8.0 * config["population"],
+        "the network (dense first layer and Adam's moments) and the genotypes",
+    )
 
-
-DATA_DEFAULTS = {
-    "data_dir": "",
-    "data_source": "auto",
-    "scaling": "unit",
-}
-DATA_HELP = {
-    "data_dir": "directory of the MNIST IDX files ('' = $BBPES_DATA, then the cache, then download)",
-    "data_source": "standard (train-*/t10k-*), t10k (first/last 5000 of t10k) or auto",
-    "scaling": "pixels in [0, 1] (unit) or standardized",
-}
 
 EXPERIMENT = Experiment(
     name="nne-mnist",
@@ -544,7 +334,7 @@ EXPERIMENT = Experiment(
         "signsgd_steps": 100,
         "sgd_steps": 200,
     },
-    choices={"classes": (5, 10), "data_source": SOURCES, "scaling": SCALINGS},
+    choices={"classes": (5, 10), **DATA_CHOICES},
     check=check,
     help={
         **DATA_HELP,
@@ -563,5 +353,13 @@ EXPERIMENT = Experiment(
         "hidden_block": "hidden units per cache block of the population forward pass",
         "signsgd_lr": "SignSGD step epsilon' on the output layer (Eq. 5)",
         "sgd_lr": "Adam learning rate of the SGD baseline",
+        "generations": "NNE generations of the main run",
+        "eval_every": "generations between test evaluations",
+        "eval_samples": "genotypes drawn from p at each evaluation (0: none)",
+        "sweep_generations": "generations of each Fig. 3 run",
+        "checkpoint_every": "generations between checkpoints",
+        "batch_size": "minibatch of SignSGD and the SGD baseline",
+        "signsgd_steps": "SignSGD steps on the output layer",
+        "sgd_steps": "Adam steps of the SGD baseline",
     },
 )

@@ -16,8 +16,8 @@ from .. import plotting
 from ..neurons import n_steps
 from ..neurons.base import simulate
 from ..runs import RunDir
-from .base import Experiment, require
-from .turn_off import PRESETS
+from ..tasks.turn_off import PRESETS
+from .base import Experiment, require, require_fits, require_positive, require_steps
 
 
 def reversible_time(
@@ -111,8 +111,11 @@ def plot(run_dir, ts, forward, backward, dopri, metrics, config) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["t_end"] > 0 and config["dt"] > 0, "t_end and dt must be positive")
-    require(config["tolerance_mv"] > 0, "tolerance_mv must be positive")
+    require_positive(config, "t_end", "dt", "tolerance_mv")
+    steps = require_steps(config["t_end"], config["dt"])
+    require(all(r > 0 for r in config["dopri5_rtols"]), "dopri5_rtols must be positive")
+    # the forward and backward trajectories (V, w of every step, float64) are kept
+    require_fits(2 * 3 * 8.0 * (steps + 1), f"the trajectories of {steps} steps")
 
 
 EXPERIMENT = Experiment(

@@ -3,8 +3,9 @@ stiff kinetics by ES and by backpropagation (BBPES paper, section 3.3.2, Fig. 10
 
 ES trains on the plain loss (mean absolute error over species and log-spaced times, no
 rescaling). Backpropagation gets the same loss, through the implicit solver's steps
-(`bptt`) or by the backsolve adjoint (`fnde`); optionally (`bptt_scaled`) the loss with
-each species divided by its largest value, Kim et al.'s remedy. A method whose solve or
+(`bptt`) or by the adjoints (`pnde`, `fnde`); optionally (`bptt_scaled`) the loss with
+each species divided by its largest value, Kim et al.'s remedy. Any signal of
+`bbpes.signals` whose loss form the task offers (the loss, and the ODE) is a method. A method whose solve or
 gradient breaks down is reported, not hidden: a step with a non-finite update is
 rejected by the training loop (and counted), and an error raised from inside the solver
 (e.g. lineax refusing a singular Newton system while differentiating) stops that method,
@@ -25,16 +26,41 @@ import jax
 import numpy as np
 import optax
 
-from .. import plotting
-from ..estimators import bptt, es, fnde
-from ..learners import GradientLearner
+from .. import plotting, signals
 from ..models.neural_ode import NeuralODE, rober_field
 from ..runs import RunDir
+from ..signals import LossForms
 from ..tasks.rober import SOLVERS, SPECIES, Rober
 from ..train import train
-from .base import Experiment, methods_of, parse_value, require, require_mirrored_samples
+from .base import (
+    MAX_LOOP,
+    Experiment,
+    check_signals,
+    methods_of,
+    parse_value,
+    require,
+    require_at_least,
+    require_positive,
+    signal_choices,
+    signal_help,
+    signal_learner,
+    signal_optimizer,
+    signal_settings,
+)
 
-METHODS = ("es", "bptt", "fnde", "bptt_scaled")
+SCALED = "bptt_scaled"
+"""BPTT on the species-scaled loss (Kim et al.): the one method of this experiment that
+is not a signal of `bbpes.signals` but a signal (`bptt`) on another loss."""
+
+METHODS = (*signal_choices(), SCALED)
+
+FORMS = frozenset({"loss", "ode_loss"})
+"""The loss forms the task offers: the solve differentiated through its steps, and the ODE."""
+
+UNSUPPORTED = {
+    "pnde": "pnde cannot take a loss observed at many times (an observation cost); use fnde"
+}
+"""Signals whose loss form the task has but that cannot use it, with the reason."""
 
 FIELDS = {
     "plain": {
@@ -94,21 +120,36 @@ def initial_field(config: dict[str, Any], task: Rober) -> NeuralODE:
     )
 
 
-def make_learner(task: Rober, method: str, config: dict[str, Any]) -> GradientLearner:
-    if method == "es":
-        signal = es(
-            task.loss,
-            config["sigma"],
-            config["samples"],
-            rank_shaping=config["rank_shaping"],
-        )
-        return GradientLearner(signal, optax.adam(config["lr_es"]))
-    signal = {
-        "bptt": lambda: bptt(task.loss),
-        "fnde": lambda: fnde(task.ode_loss()),
-        "bptt_scaled": lambda: bptt(task.scaled_loss),
-    }[method]()
-    return GradientLearner(signal, optax.adam(config["lr_bp"]))
+def make_learner(task: Rober, method: str, config: dict[str, Any]):
+    """The learner of `method` (a signal, or `bptt_scaled`): Adam at `lr_es` for the
+    losses-only signals and `lr_bp` for the gradients, after the gradient clip where
+    the signal takes one."""
+    forms = loss_forms(task, method)
+    if method == SCALED:
+        method, forms = "bptt", LossForms(loss=task.scaled_loss)
+    optimizer = signal_optimizer(method, config, optax.adam, lr={"bp": "lr_bp"})
+    return signal_learner(method, forms, optimizer, config, initial_field(config, task))
+
+
+def loss_forms(task: Rober, method: str) -> LossForms:
+    """The plain loss (`field -> scalar`) and the same as an `ODELoss` (fnde). The
+    forward-only signals get the loss solved in forward mode (`ODELoss.in_forward_mode`:
+    the same values, and `jax.jvp` works through it, which the forward gradient needs;
+    reverse mode needs the default adjoint)."""
+    ode = task.ode_loss()
+    forward = method != SCALED and signals.signal(method).family == "forward"
+    return LossForms(loss=ode.in_forward_mode() if forward else task.loss, ode_loss=ode)
+
+
+def steps_of(method: str, config: dict[str, Any]) -> int:
+    """Iterations of `method`: `steps_fnde` for fnde (a stiff backsolve per step),
+    `steps_es` for the losses-only signals (ES, evosax's strategies), `steps_bp` for
+    the other gradients."""
+    if method == "fnde":
+        return config["steps_fnde"]
+    if method != SCALED and signals.signal(method).lr != "bp":  # ES, evosax
+        return config["steps_es"]
+    return config["steps_bp"]
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
@@ -128,9 +169,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
             last["params"] = params  # the latest params that were evaluated, for the plots
             return {"plain_loss": loss(params), **errors(params)}
 
-        steps = {"es": config["steps_es"], "fnde": config["steps_fnde"]}.get(
-            method, config["steps_bp"]
-        )
+        steps = steps_of(method, config)
         try:
             result = train(
                 make_learner(task, method, config),
@@ -246,46 +285,57 @@ def resolve(config: dict[str, Any]) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require(0 < config["t_min"] < config["t_max"], "need 0 < t_min < t_max")
-    require(config["n_points"] >= 2, "n_points must be >= 2")
-    require(config["rtol"] > 0 and config["atol"] > 0, "rtol and atol must be positive")
-    require_mirrored_samples(config)
-    require(config["sigma"] > 0, "sigma must be positive")
-    require(config["lr_es"] > 0 and config["lr_bp"] > 0, "learning rates must be positive")
-    require(
-        min(config["steps_es"], config["steps_bp"], config["steps_fnde"]) >= 1, "steps must be >= 1"
+    signal_methods = [m for m in methods_of(config) if m != SCALED]
+    check_signals(
+        {**config, "methods": signal_methods},
+        "methods",
+        FORMS,
+        "rober",
+        UNSUPPORTED,
+        sample_bytes=8.0 * (400 + 3 * config["n_points"]),
     )
-    require(config["eval_every"] >= 1, "eval_every must be >= 1")
+    require(0 < config["t_min"] < config["t_max"], "need 0 < t_min < t_max")
+    require(config["t_max"] <= 1e12, "t_max must be <= 1e12 (time in the rate constants' unit)")
+    require(2 <= config["n_points"] <= 100_000, "n_points must be in 2..100000")
+    require_positive(config, "rtol", "atol", "lr_es", "lr_bp")
+    require_at_least(config, 1, "steps_es", "steps_bp", "steps_fnde", "eval_every", "max_steps")
+    require(config["max_steps"] <= MAX_LOOP, f"max_steps must be <= {MAX_LOOP}")
+    require(config["max_nonfinite"] >= 1, "max_nonfinite must be >= 1")
     require(config["init_output_scale"] >= 0, "init_output_scale must be >= 0")
+    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
+    require(isinstance(config["rank_shaping"], bool), "rank_shaping must be true or false")
 
 
 EXPERIMENT = Experiment(
     name="rober",
     summary="neural ODE on the stiff ROBER kinetics: ES on the plain loss vs BP (Fig. 10)",
     run=run,
-    defaults={
-        "methods": ["es", "bptt", "bptt_scaled", "fnde"],
-        "steps_es": 2000,
-        "steps_bp": 1000,
-        "steps_fnde": 20,
-        "field": "plain",
-        "samples": 50,
-        "sigma": None,
-        "rank_shaping": None,
-        "lr_es": None,
-        "lr_bp": None,
-        "init_output_scale": None,
-        "n_points": 50,
-        "t_min": 1e-5,
-        "t_max": 1e5,
-        "solver": "kvaerno5",
-        "rtol": 1e-4,
-        "atol": 1e-7,
-        "max_steps": 2000,
-        "eval_every": 10,
-        "max_nonfinite": 20,
-        "x64": True,
-    },
+    defaults=signal_settings(
+        {
+            "methods": ["es", "bptt", "bptt_scaled", "fnde"],
+            "steps_es": 2000,
+            "steps_bp": 1000,
+            "steps_fnde": 20,
+            "field": "plain",
+            "samples": 50,
+            "sigma": None,
+            "rank_shaping": None,
+            "lr_es": None,
+            "lr_bp": None,
+            "init_output_scale": None,
+            "n_points": 50,
+            "t_min": 1e-5,
+            "t_max": 1e5,
+            "solver": "kvaerno5",
+            "rtol": 1e-4,
+            "atol": 1e-7,
+            "max_steps": 2000,
+            "eval_every": 10,
+            "max_nonfinite": 20,
+            "clip": 0.0,
+            "x64": True,
+        }
+    ),
     quick={
         "steps_es": 300,
         "steps_bp": 300,
@@ -297,20 +347,31 @@ EXPERIMENT = Experiment(
     choices={"methods": METHODS, "solver": tuple(SOLVERS), "field": tuple(FIELDS)},
     resolve=resolve,
     check=check,
-    help={
-        "methods": "es (plain loss), bptt / fnde (plain loss), bptt_scaled (species-scaled loss)",
-        "field": "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
-        "sigma": "ES perturbation scale (default: the field's preset)",
-        "rank_shaping": "ES weights the perturbations by centered ranks of their losses (default: the field's preset)",
-        "lr_es": "Adam learning rate of ES (default: the field's preset)",
-        "lr_bp": "Adam learning rate of the backpropagation methods (default: the field's preset)",
-        "steps_fnde": "iterations of fnde (each backsolves a ~190-dim stiff adjoint: slow)",
-        "init_output_scale": "factor on the output layer's initial weights and bias (default: the field's preset)",
-        "n_points": "log-spaced observation times between t_min and t_max",
-        "solver": "implicit diffrax solver of the neural ODE",
-        "rtol": "relative tolerance of the neural ODE's solves",
-        "atol": "absolute tolerance of the neural ODE's solves",
-        "max_steps": "solver steps before a solve counts as failed (loss inf)",
-        "x64": "float64 (y2 is ~1e-5 to 1e-8: float32 cannot resolve it at these tolerances)",
-    },
+    help=signal_help(
+        {
+            "methods": "any signal of `bbpes.signals` on the plain loss (es, bptt, pnde, fnde...), "
+            "or bptt_scaled (species-scaled loss)",
+            "field": "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
+            "sigma": "ES perturbation scale (default: the field's preset)",
+            "rank_shaping": "ES weights the perturbations by centered ranks of their losses (default: the field's preset)",
+            "lr_es": "Adam learning rate of ES (default: the field's preset)",
+            "lr_bp": "Adam learning rate of the backpropagation methods (default: the field's preset)",
+            "steps_fnde": "iterations of fnde (each backsolves a ~190-dim stiff adjoint: slow)",
+            "init_output_scale": "factor on the output layer's initial weights and bias (default: the field's preset)",
+            "n_points": "log-spaced observation times between t_min and t_max",
+            "solver": "implicit diffrax solver of the neural ODE",
+            "rtol": "relative tolerance of the neural ODE's solves",
+            "atol": "absolute tolerance of the neural ODE's solves",
+            "max_steps": "solver steps before a solve counts as failed (loss inf)",
+            "x64": "float64 (y2 is ~1e-5 to 1e-8: float32 cannot resolve it at these tolerances)",
+            "steps_es": "iterations of the losses-only signals (ES, weight perturbation)",
+            "steps_bp": "iterations of the gradient signals (bptt, bptt_scaled, pnde...)",
+            "samples": "ES population per iteration (mirrored pairs)",
+            "t_min": "first observation time (the rate constants' time unit)",
+            "t_max": "last observation time",
+            "eval_every": "iterations between evaluations of the plain loss and species errors",
+            "max_nonfinite": "stop a method after this many non-finite steps in a row",
+            "clip": "clip the gradient's global norm to this before Adam (0: off)",
+        }
+    ),
 )

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import plotting
 from ..runs import RunDir
-from .base import Experiment, require
+from .base import MAX_LOOP, Experiment, require, require_at_least, require_fits, require_positive
 from .spiral import DEFAULTS as SPIRAL_DEFAULTS
 from .spiral import HELP as SPIRAL_HELP
 from .spiral import (
@@ -185,9 +185,17 @@ def plot_scaling(run_dir: RunDir, table: dict, metrics: dict, config: dict) -> N
 
 
 def check(config: dict[str, Any]) -> None:
-    from .spiral import check as spiral_check
-
-    spiral_check({**config, "samples": 2, "sigma": 1.0})
+    """Every setting of this experiment (its own, and the spiral's it shares)."""
+    require_at_least(config, 1, "hidden", "runs", "eval_every", "window", "max_steps")
+    require(config["max_steps"] <= MAX_LOOP, f"max_steps must be <= {MAX_LOOP}")
+    require_at_least(config, 1, "max_nonfinite")
+    require(config["steps"] >= 2, "steps must be >= 2")
+    require_positive(config, "lr", "tol", "target", "t_end")
+    require(
+        2 <= config["batch_time"] < config["n_points"]
+        and 1 <= config["batch_size"] <= config["n_points"] - config["batch_time"],
+        "need 2 <= batch_time < n_points and 1 <= batch_size <= n_points - batch_time",
+    )
     require(len(config["samples_list"]) >= 1, "samples_list must not be empty")
     require(
         all(s >= 2 and s % 2 == 0 for s in config["samples_list"]),
@@ -196,6 +204,15 @@ def check(config: dict[str, Any]) -> None:
     require(
         len(config["sigmas"]) >= 1 and all(s > 0 for s in config["sigmas"]),
         "sigmas must be positive",
+    )
+    # every (sigma, seed) pair trains at once: its MLP (about 5 hidden weights per unit,
+    # with Adam's two moments) and its ES population's perturbed copies of a chunk
+    members = len(config["sigmas"]) * config["runs"]
+    params = 5 * config["hidden"] + 2
+    require_fits(
+        4.0 * members * params * (3 + 2 + max(config["samples_list"]))
+        + 8.0 * config["n_points"] * 2,
+        "the ensemble of MLP vector fields and the spiral data",
     )
 
 

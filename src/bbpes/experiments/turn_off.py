@@ -1,7 +1,9 @@
 """`turn-off`: learn the current of one Morris-Lecar cell to stop it firing (BBPES
 paper, section 3.1, Fig. 5): the loss landscape and its Gaussian smoothing (5A), their
 derivatives with the BPTT and ES gradients at the same points (5B), and training curves
-of every chosen method from I_app = 100 with Adam (5C)."""
+of every chosen method from I_app = 100 with Adam (5C). Any signal of `bbpes.signals`
+whose loss form the task offers is a method here; with the hard readout the task also
+offers the surrogate-spike form (`surrogate_threshold`)."""
 
 from __future__ import annotations
 
@@ -13,18 +15,22 @@ import numpy as np
 import optax
 
 from .. import plotting
-from ..estimators import METHODS, es, estimator_by_name
+from ..estimators import es
 from ..estimators.backprop import bptt
-from ..learners import GradientLearner
-from ..neurons import EXPLOSIVE, NON_EXPLOSIVE
-from ..neurons.readout import hard_threshold, soft_threshold
 from ..runs import RunDir
-from ..tasks.turn_off import TurnOff
+from ..tasks.turn_off import (
+    PRESETS,
+    READOUTS,
+    TurnOff,
+    forms_offered,
+    gaussian_smooth,
+    loss_forms,
+)
 from ..train import train
-from .base import Experiment, methods_of, require, require_mirrored_samples
+from . import base
+from .base import Experiment, methods_of, require
 
-PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
-READOUTS = {"soft": soft_threshold, "hard": hard_threshold}
+__all__ = ["PRESETS", "READOUTS", "gaussian_smooth"]  # importable from here too
 
 
 def make_task(config: dict[str, Any]) -> TurnOff:
@@ -34,18 +40,6 @@ def make_task(config: dict[str, Any]) -> TurnOff:
         dt=float(config["dt"]),
         readout=READOUTS[config["readout"]],
     )
-
-
-def gaussian_smooth(grid: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
-    """E[L(I + sigma eps)] on a uniform grid, by discrete convolution with a normalised
-    Gaussian (edges padded with the end values)."""
-    h = grid[1] - grid[0]
-    half = int(np.ceil(4 * sigma / h))
-    offsets = np.arange(-half, half + 1) * h
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values, half, mode="edge")
-    return np.convolve(padded, kernel, mode="valid")
 
 
 def landscape(task: TurnOff, config: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -84,16 +78,14 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     initial_loss = float(task.loss(params0))
     metrics: dict[str, Any] = {"initial_loss": initial_loss}
     curves = {}
+    forms = loss_forms(
+        task, hard=config["readout"] == "hard", surrogate_slope=config["surrogate_slope"]
+    )
     for method in methods_of(config):
-        signal = estimator_by_name(
-            method,
-            loss=task.loss,
-            ode_loss=task.ode_loss(),
-            sigma=config["sigma"],
-            samples=config["samples"],
-        )
+        optimizer = base.signal_optimizer(method, config, optax.adam)
+        learner = base.signal_learner(method, forms, optimizer, config, params0)
         result = train(
-            GradientLearner(signal, optax.adam(config["lr"])),
+            learner,
             params0,
             jax.random.key(config["seed"]),
             steps=config["steps"],
@@ -185,12 +177,33 @@ def plot_training(run_dir: RunDir, curves: dict, initial_loss: float, config: di
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["t_end"] > 0 and config["dt"] > 0, "t_end and dt must be positive")
-    require_mirrored_samples(config)
-    require(config["sigma"] > 0, "sigma must be positive")
-    require(config["steps"] >= 1, "steps must be >= 1")
+    hard = config["readout"] == "hard"
+    base.check_signals(
+        config,
+        "methods",
+        forms_offered(hard),
+        f"turn-off ({config['readout']} readout)",
+        sample_bytes=64.0,
+    )
+    base.require_positive(config, "t_end", "dt", "lr", "lr_es", "zoom_width")
+    base.require_steps(config["t_end"], config["dt"])
+    base.require_at_least(config, 1, "steps", "gradient_points")
+    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
     require(
         config["grid_points"] >= 3 and config["grid_max"] > config["grid_min"], "bad landscape grid"
+    )
+    # the landscape: grid_points losses and their smoothing (4 sigma beyond each edge)
+    h = (config["grid_max"] - config["grid_min"]) / (config["grid_points"] - 1)
+    require(
+        config["grid_points"] + 8 * config["sigma"] / h <= 10_000_000,
+        "the landscape grid (grid_points plus 4 sigma each side) must stay under 1e7 points",
+    )
+    # the ES gradients at the gradient points are one vmapped computation
+    base.require_fits(
+        64.0
+        * config["gradient_points"]
+        * min(config["samples"], config["es_chunk"] or config["samples"]),
+        "the ES estimates at every gradient point",
     )
 
 
@@ -198,33 +211,51 @@ EXPERIMENT = Experiment(
     name="turn-off",
     summary="single Morris-Lecar cell learns to stop firing: landscape, gradients, ES vs BPTT (Fig. 5)",
     run=run,
-    defaults={
-        "t_end": 10_000.0,
-        "dt": 0.1,
-        "preset": "non_explosive",
-        "readout": "soft",
-        "i_app0": 100.0,
-        "methods": ["es", "bptt"],
-        "steps": 100,
-        "lr": 1.0,
-        "sigma": 5.0,
-        "samples": 100,
-        "grid_min": 0.0,
-        "grid_max": 200.0,
-        "grid_points": 2001,
-        "gradient_points": 41,
-        "zoom_width": 10.0,
-        "x64": False,
-    },
+    defaults=base.signal_settings(
+        {
+            "t_end": 10_000.0,
+            "dt": 0.1,
+            "preset": "non_explosive",
+            "readout": "soft",
+            "i_app0": 100.0,
+            "methods": ["es", "bptt"],
+            "steps": 100,
+            "lr": 1.0,
+            "lr_es": 1.0,
+            "clip": 0.0,
+            "sigma": 5.0,
+            "samples": 100,
+            "grid_min": 0.0,
+            "grid_max": 200.0,
+            "grid_points": 2001,
+            "gradient_points": 41,
+            "zoom_width": 10.0,
+            "x64": False,
+        }
+    ),
     quick={"t_end": 2000.0, "steps": 60, "grid_points": 801, "gradient_points": 21},
-    choices={"preset": tuple(PRESETS), "readout": tuple(READOUTS), "methods": METHODS},
-    check=check,
-    help={
-        "t_end": "time frame of the loss (ms)",
-        "dt": "step of the leapfrog stepper (ms)",
-        "readout": "spike output T(V): soft sigmoid (Eq. 11) or hard threshold (Eq. 10)",
-        "i_app0": "initial current (µA/cm²)",
-        "sigma": "ES perturbation scale and smoothing width (µA/cm²)",
-        "lr": "Adam learning rate (µA/cm² per step)",
+    choices={
+        "preset": tuple(PRESETS),
+        "readout": tuple(READOUTS),
+        "methods": base.signal_choices(),
     },
+    check=check,
+    help=base.signal_help(
+        {
+            "t_end": "time frame of the loss (ms)",
+            "dt": "step of the leapfrog stepper (ms)",
+            "readout": "spike output T(V): soft sigmoid (Eq. 11) or hard threshold (Eq. 10)",
+            "i_app0": "initial current (µA/cm²)",
+            "sigma": "ES perturbation scale and smoothing width (µA/cm²)",
+            "lr": "Adam learning rate of the gradient signals (µA/cm² per step)",
+            "lr_es": "Adam learning rate of the losses-only signals (ES, weight perturbation)",
+            "clip": "clip the gradient's global norm to this before Adam (0: off; bptt_noclip never)",
+            "methods": "learning signals to train with (any of `bbpes.signals`)",
+            "grid_min": "lowest current of the landscape (µA/cm²)",
+            "grid_max": "highest current of the landscape (µA/cm²)",
+            "grid_points": "currents on the landscape grid",
+            "gradient_points": "currents at which the BPTT and ES gradients are computed",
+            "zoom_width": "width of the zoomed landscape around i_app0 (µA/cm²)",
+        }
+    ),
 )

@@ -11,6 +11,7 @@ currents (the check that Brian2's cell is our cell).
 from __future__ import annotations
 
 import importlib.util
+import re
 from typing import Any
 
 import jax
@@ -21,13 +22,20 @@ import optax
 from .. import plotting
 from ..estimators import es
 from ..learners import GradientLearner
-from ..neurons import EXPLOSIVE, NON_EXPLOSIVE, n_steps
+from ..neurons import EXPLOSIVE, NON_EXPLOSIVE
 from ..progress import log
 from ..runs import RunDir
 from ..tasks.turn_off import TurnOff
 from ..tasks.turn_off_brian2 import METHODS, TARGETS, Brian2TurnOff
 from ..train import train
-from .base import Experiment, require, require_mirrored_samples
+from .base import (
+    Experiment,
+    require,
+    require_fits,
+    require_mirrored_samples,
+    require_positive,
+    require_steps,
+)
 
 PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
 
@@ -166,19 +174,27 @@ def check(config: dict[str, Any]) -> None:
                 else ""
             ),
         )
-    require(config["t_end"] > 0 and config["dt"] > 0, "t_end and dt must be positive")
-    try:
-        n_steps(config["t_end"], config["dt"])
-    except ValueError as error:
-        require(False, str(error))
+    require_positive(config, "t_end", "dt", "lr", "timeout")
+    require_steps(config["t_end"], config["dt"])
     require_mirrored_samples(config)
     require(config["sigma"] > 0, "sigma must be positive")
     require(config["steps"] >= 1, "steps must be >= 1")
     require(config["workers"] >= 0, "workers must be >= 0 (0: every free CPU)")
     require(config["retries"] >= 0, "retries must be >= 0")
-    require(config["timeout"] > 0, "timeout must be positive (seconds per sample)")
+    require(
+        re.fullmatch(r"|auto|(ray://)?[\w.\-]+:\d+", config["address"]) is not None,
+        f"address {config['address']!r} is not '', 'auto', 'host:port' or 'ray://host:port'",
+    )
+    require(
+        config["workers"] <= config["samples"] + config["grid_points"] + 1,
+        "workers must be <= samples + grid_points + 1 (the most samples evaluated at once)",
+    )
     require(
         config["grid_points"] >= 2 and config["grid_max"] > config["grid_min"], "bad landscape grid"
+    )
+    require_fits(
+        8.0 * (config["samples"] + config["grid_points"]) * 16,
+        "the ES population and the landscape grid",
     )
 
 

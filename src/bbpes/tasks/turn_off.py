@@ -8,20 +8,29 @@ the number of spikes in the window is discrete (paper, Figs. 5 and 11).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from functools import partial
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
+from ..models.bnn import Scan
 from ..neurons import MorrisLecar, n_steps
-from ..neurons.morris_lecar import NON_EXPLOSIVE
-from ..neurons.readout import soft_threshold
+from ..neurons.morris_lecar import EXPLOSIVE, NON_EXPLOSIVE
+from ..neurons.readout import hard_threshold, soft_threshold, surrogate_threshold
 from ..ode import ODELoss
 
 Params = dict[str, Array]  # {"i_app": scalar current in µA/cm²}
+
+PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
+"""The paper's two Morris-Lecar cells by name (section 3.1)."""
+READOUTS = {"soft": soft_threshold, "hard": hard_threshold}
+"""The spike outputs T(V) by name: the sigmoid (Eq. 11) and the hard threshold (Eq. 10)."""
 
 
 class TurnOff(eqx.Module):
@@ -32,8 +41,10 @@ class TurnOff(eqx.Module):
     dt: float = eqx.field(default=0.1, static=True)
     readout: Callable[[Array], Array] = eqx.field(default=soft_threshold, static=True)
 
-    def loss(self, params: Params) -> Array:
-        """Mean of T(V) over the steps 1..n of the cell's own stepper; keeps no trajectory."""
+    def loss(self, params: Params, *, scan: Scan = jax.lax.scan) -> Array:
+        """Mean of T(V) over the steps 1..n of the cell's own stepper (a scalar); keeps no
+        trajectory. `scan` loops over the steps (`bbpes.estimators.checkpointed_scan`
+        for checkpointed BPTT)."""
         i_app = params["i_app"]
         n = n_steps(self.t_end, self.dt)
 
@@ -44,7 +55,7 @@ class TurnOff(eqx.Module):
 
         state0 = self.cell.initial_state(jnp.shape(i_app))
         state0 = jax.tree.map(lambda s: s.astype(jnp.result_type(i_app, float)), state0)
-        (_, total), _ = jax.lax.scan(body, (state0, jnp.zeros_like(state0[0])), None, length=n)
+        (_, total), _ = scan(body, (state0, jnp.zeros_like(state0[0])), None, length=n)
         return total / n
 
     def trace(self, params: Params) -> tuple[Array, Array]:
@@ -74,3 +85,50 @@ class TurnOff(eqx.Module):
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
             max_steps=max_steps,
         )
+
+
+FORMS = frozenset({"loss", "checkpointed_loss", "ode_loss", "truncated_loss"})
+"""The `LossForms` fields `loss_forms` always fills (`surrogate_loss` too when the
+readout is the hard threshold)."""
+
+
+def forms_offered(hard: bool) -> frozenset[str]:
+    """The loss forms of the task with the hard readout (`hard`) or a smooth one."""
+    return FORMS | {"surrogate_loss"} if hard else FORMS
+
+
+def loss_forms(task: TurnOff, *, hard: bool = False, surrogate_slope: float = 1.0):
+    """The task's loss `params -> scalar` in every form a learning signal may need
+    (`bbpes.signals.LossForms`): its stepper looping with `lax.scan`, with
+    `checkpointed_scan`, and with `truncated_scan` (gradients through the last fifth of
+    the steps only), and the ODE; when the readout is the hard threshold (`hard`), the
+    same task with `surrogate_threshold` (the hard step forward, a fast-sigmoid
+    derivative of slope `surrogate_slope` per mV backward), whose truncated form is then
+    the truncated one (the hard step's own has no gradient)."""
+    from ..estimators.backprop import checkpointed_scan, truncated_scan
+    from ..signals import LossForms
+
+    keep = max(1, n_steps(task.t_end, task.dt) // 5)
+    surrogate = None
+    if hard:
+        readout = partial(surrogate_threshold, slope=surrogate_slope)
+        surrogate = dataclasses.replace(task, readout=readout)
+    return LossForms(
+        loss=task.loss,
+        checkpointed_loss=partial(task.loss, scan=checkpointed_scan),
+        ode_loss=task.ode_loss(),
+        surrogate_loss=surrogate.loss if surrogate is not None else None,
+        truncated_loss=partial((surrogate or task).loss, scan=partial(truncated_scan, keep=keep)),
+    )
+
+
+def gaussian_smooth(grid: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
+    """E[L(I + sigma eps)] on a uniform grid, by discrete convolution with a normalised
+    Gaussian (edges padded with the end values)."""
+    h = grid[1] - grid[0]
+    half = int(np.ceil(4 * sigma / h))
+    offsets = np.arange(-half, half + 1) * h
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, half, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")

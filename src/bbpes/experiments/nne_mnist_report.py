@@ -1,0 +1,114 @@
+"""The outputs of `nne-mnist`: Table 1 beside the paper's, accuracy over generations
+and wall time, the allele distribution (Fig. 2) and accuracy against genes (Fig. 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import plotting
+from ..runs import RunDir
+from ..tasks.mnist import MnistData
+from .history import last
+
+PAPER_TABLE1 = {  # test accuracy on MNIST digits 0-4 (5 classes) and 0-9 (10 classes)
+    5: {"nne": 0.921, "nne_signsgd": 0.916, "sgd": 0.96},
+    10: {"nne": 0.788, "nne_signsgd": 0.856, "sgd": 0.882},
+}
+ALLELE_GRID = (0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+ROWS = {"nne": "NNE", "nne_signsgd": "NNE + SignSGD", "sgd": "SGD (Adam)"}
+
+
+def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData) -> None:
+    digits = f"0-{data.classes - 1}"
+    lines = [
+        f"# Table 1: test accuracy (%) on MNIST {digits}",
+        "",
+        f"Ours: {data.source}; {metrics['train_images']} training images, "
+        f"{metrics['test_images']} test images; {metrics['generations']} generations "
+        f"({metrics['generations_per_second']:.3g} generations/s, "
+        f"{metrics['nne_train_seconds']:.0f} s of evolution). The paper: hundreds of "
+        "thousands of generations, the full MNIST test set.",
+        "",
+        f"| model | paper, MNIST {digits} | ours |",
+        "| --- | --- | --- |",
+    ]
+    for key, name in ROWS.items():
+        ours = metrics[f"test_accuracy_{key}"]
+        paper = PAPER_TABLE1[data.classes][key]
+        lines.append(f"| {name} | {100 * paper:.1f} | {100 * ours:.1f} |")
+    (run_dir.path / "table1.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_accuracy(run_dir, history, signsgd_history, sgd_history, data: MnistData) -> None:
+    fig, ((ax_gen, ax_time),) = plotting.figure(ncols=2)
+    evals = [r for r in history if "accuracy" in r]
+    # Wall time of the generations themselves: from the end of the first (compiling) one.
+    t0 = next((r["seconds"] for r in history if r["step"] == 1 and "seconds" in r), 0.0)
+    for key, name, style in (
+        ("accuracy", "most probable genotype", "-"),
+        ("accuracy_mean_weights", "mean weights W p", "--"),
+        ("accuracy_sampled", "sampled genotypes (mean)", ":"),
+    ):
+        points = [(r["step"], r.get("seconds", 0.0), r[key]) for r in evals if key in r]
+        if points:
+            steps, seconds, values = zip(*points)
+            seconds = [max(t - t0, 0.0) for t in seconds]
+            ax_gen.plot(steps, values, style, label=name, color="tab:green")
+            ax_time.plot(seconds, values, style, label=name, color="tab:green")
+    for hist, name, color in (
+        (signsgd_history, "NNE + SignSGD", "tab:orange"),
+        (sgd_history, "SGD (Adam)", "tab:blue"),
+    ):
+        final = last(hist)
+        ax_gen.axhline(final, color=color, ls="-.", lw=0.8, label=f"{name} (final)")
+    chance = 1.0 / data.classes
+    for ax in (ax_gen, ax_time):
+        ax.axhline(chance, color="gray", lw=0.6, ls=":")
+        ax.set_ylabel("test accuracy")
+    ax_gen.set(xlabel="generation", title=f"NNE, digits 0-{data.classes - 1}")
+    ax_time.set(xlabel="wall time of generations 2.. (s)", title=data.split_tag)
+    ax_gen.legend(fontsize=7)
+    run_dir.save_figure(fig, "accuracy.png")
+
+
+def plot_alleles(run_dir: RunDir, history: list[dict], data: MnistData) -> None:
+    """Fig. 2: the fraction of alleles at distance at least x from 0 and 1."""
+    evals = [r for r in history if f"alleles_within_{ALLELE_GRID[0]:g}" in r]
+    if not evals:
+        return
+    picks = sorted({0, len(evals) // 4, len(evals) // 2, len(evals) - 1})
+    fig, ((ax,),) = plotting.figure()
+    for i in picks:
+        record = evals[i]
+        y = [1.0 - record[f"alleles_within_{x:g}"] for x in ALLELE_GRID]
+        ax.plot(ALLELE_GRID, y, marker="o", ms=3, label=f"t = {record['step']}")
+    ax.set(
+        xlabel="x (distance from 0 or 1)",
+        ylabel="fraction of alleles in [x, 1 - x]",
+        title=f"Allele distribution (Fig. 2); {data.split_tag}",
+    )
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=8)
+    run_dir.save_figure(fig, "alleles.png")
+
+
+def plot_genes(run_dir: RunDir, sweep: dict[int, list[dict]], data: MnistData, config) -> None:
+    """Fig. 3: accuracy against the number of genes after `sweep_generations`."""
+    genes = sorted(sweep)
+    fig, ((ax_n, ax_t),) = plotting.figure(ncols=2)
+    ax_n.plot(genes, [last(sweep[g]) for g in genes], marker="o", color="tab:green")
+    ax_n.set_xscale("log")
+    ax_n.set_xticks(genes, [str(g) for g in genes], minor=False)
+    ax_n.set_xticks([], minor=True)
+    ax_n.set(
+        xlabel="number of genes n",
+        ylabel="test accuracy",
+        title=f"Fig. 3, digits 0-{data.classes - 1}, {config['sweep_generations']} generations",
+    )
+    for g in genes:
+        evals = [r for r in sweep[g] if "accuracy" in r]
+        ax_t.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], label=f"n = {g}")
+    ax_t.set(xlabel="generation", ylabel="test accuracy", title=data.split_tag)
+    ax_t.title.set_fontsize(8)
+    ax_t.legend(fontsize=8)
+    run_dir.save_figure(fig, "genes.png")

@@ -1,0 +1,75 @@
+"""NNE's losses on MNIST against a dense reference: the clipped fitness of a population
+of genotypes and the sparse network's test accuracy, each computed independently from
+the dense weights `W x` with scipy's log-softmax."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+
+from bbpes.learners.nne import random_gene_map
+from bbpes.models.sparse_mlp import population_inputs, random_sparse_mlp
+from bbpes.tasks.mnist_nne import (
+    ClippedFitness,
+    accuracy_fn,
+    masked_initial_params,
+    masked_logits,
+    masked_loss,
+)
+
+
+def dense_logits(net, weights, x):
+    """Logits `(B, C)` from link weights `(m,)`, written out with numpy."""
+    w1, w2 = (np.asarray(w, np.float64) for w in net.split(jnp.asarray(weights)))
+    return np.maximum(x @ w1.T, 0.0) @ w2
+
+
+def problem(seed=0, images=12, pixels=20, hidden=7, classes=3, genes=40):
+    rng = np.random.default_rng(seed)
+    net = random_sparse_mlp(rng, pixels, hidden, classes, 0.4)
+    x = rng.random((images, pixels)) * (rng.random((images, pixels)) < 0.7)  # some zero pixels
+    y = rng.integers(0, classes, images)
+    gene_map = random_gene_map(rng, net.n_links, genes, 0.2)
+    return rng, net, x, y, gene_map
+
+
+def test_clipped_fitness_is_the_mean_clipped_margin_of_each_genotype():
+    rng, net, x, y, gene_map = problem()
+    inputs = population_inputs(net, x, y, image_block=4, hidden_block=3)
+    alpha2 = float(np.log(3) ** 2)
+    fitness = ClippedFitness(gene_map.rows(np.asarray(inputs.links)), alpha2)
+    genotypes = (rng.random((5, gene_map.n_genes)) < 0.5).astype(np.float64)
+    delta, loss = fitness(jnp.asarray(genotypes), inputs)
+    for i, genotype in enumerate(genotypes):
+        weights = np.asarray(gene_map(jnp.asarray(genotype)))
+        ce = -log_softmax(dense_logits(net, weights, x), axis=1)[np.arange(len(y)), y]
+        np.testing.assert_allclose(float(loss[i]), ce.mean(), rtol=1e-10)
+        np.testing.assert_allclose(float(delta[i]), np.maximum(0.0, alpha2 - ce).mean(), rtol=1e-10)
+
+
+def test_accuracy_of_a_sparse_network_is_that_of_its_dense_weights():
+    rng, net, x, y, _ = problem(seed=1, images=40)
+    weights = rng.normal(size=net.n_links)
+    expected = np.mean(np.argmax(dense_logits(net, weights, x), 1) == y)
+    assert float(accuracy_fn(net, x, y)(jnp.asarray(weights))) == pytest.approx(expected, abs=1e-6)
+    assert 0 < expected < 1  # a test that could tell a wrong argmax from a right one
+
+
+def test_the_sgd_baseline_trains_the_edges_only():
+    _, net, x, y, _ = problem(seed=2)
+    params = masked_initial_params(net, 0.4, jax.random.key(0))
+    mask = np.asarray(net.mask())
+    assert np.all(np.asarray(params["w1"])[mask == 0] == 0)
+    grads = jax.grad(masked_loss)(params, net.mask(), jnp.asarray(x), jnp.asarray(y))
+    assert np.all(np.asarray(grads["w1"])[mask == 0] == 0)  # no gradient off the edges
+    # the masked network is the sparse network with the same weights on its edges
+    w1 = np.asarray(params["w1"])
+    weights = net.join(jnp.asarray(w1), params["w2"])
+    np.testing.assert_allclose(
+        np.asarray(masked_logits(params, net.mask(), jnp.asarray(x))),
+        dense_logits(net, np.asarray(weights), x),
+        rtol=1e-10,
+    )
