@@ -51,3 +51,49 @@ def neuron_steps(config: dict[str, Any], task, members: int) -> int:
     """Neuron-steps of one forward pass of `members` weight sets over the batch."""
     steps = task.n_inputs * task.hold_steps
     return members * config["batch"] * config["n_cells"] * steps
+
+
+def low_rank_population(config: dict[str, Any], weights, rank: int, seed: int = 1):
+    """`(population, in_axes)`: `samples` low-rank ES members of `weights` (EGGROLL): every
+    matrix a `LowRank(base, A, B, sigma / sqrt(rank))` whose `base` is the unperturbed
+    matrix, shared (`in_axes` None), with Gaussian `A: (samples, m, rank)` and
+    `B: (samples, n, rank)`; `b_out` plus Gaussian noise of `sigma`. Give `in_axes` to
+    `jax.vmap`."""
+    from ..estimators.low_rank import LowRank
+
+    sigma, samples = evidence_config(config)["sigma"], config["samples"]
+    keys = iter(jax.random.split(jax.random.fold_in(jax.random.key(config["seed"]), seed), 7))
+
+    def member(w):
+        (m, n), dtype = w.shape, w.dtype
+        a = jax.random.normal(next(keys), (samples, m, rank), dtype)
+        b = jax.random.normal(next(keys), (samples, n, rank), dtype)
+        return LowRank(w, a, b, jnp.asarray(sigma / rank**0.5, dtype))
+
+    matrices = ("w_in", "w_rec", "w_out")
+    noise = sigma * jax.random.normal(next(keys), (samples, *weights.b_out.shape))
+    population = type(weights)(
+        *(member(getattr(weights, name)) for name in matrices),
+        b_out=weights.b_out + noise.astype(weights.b_out.dtype),
+    )
+    shared = LowRank(None, 0, 0, None)
+    return population, type(weights)(shared, shared, shared, 0)
+
+
+def plain_scan(network, w_rec: jax.Array, drive: jax.Array, steps: int):
+    """The baseline the network is measured against: a plain `jax.lax.scan` of
+    `steps` Morris-Lecar steps of a batch of 128-cell networks that all share one weight
+    matrix, written as directly as it can be:
+
+        T = T(V_n) (Eq. 11);  I = drive + s T @ w_rec.T;  (V, w)_{n+1} = cell.step((V, w)_n, I)
+
+    with the network's own cell stepper, `drive` `(batch, N)` held constant, no readout,
+    no trajectory kept. Returns the final state."""
+    cell, scale, dt = network.cell, network.current_scale, network.dt
+    state0 = tuple(s.astype(drive.dtype) for s in cell.initial_state(drive.shape))
+
+    def body(state, _):
+        spikes = cell.output(state)
+        return cell.step(state, drive + scale * (spikes @ w_rec.T), dt), None
+
+    return jax.lax.scan(body, state0, None, length=steps)[0]

@@ -15,14 +15,13 @@ metric are the same number (the loss over the zero field's loss), said in the no
 
 from __future__ import annotations
 
-from functools import partial
+import dataclasses
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..estimators import checkpointed_scan
 from ..models.neural_ode import spiral_field
 from ..signals import LossForms
 from ..study.problem import Problem, Sweep
@@ -61,7 +60,7 @@ def _evidence_config(case: str, scale: str, **extra: Any) -> dict[str, Any]:
 def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: Any) -> Problem:
     """An evidence-integration problem (case A, B or C) at `scale`, with the coupling's
     spike output `transmitter` (soft, hard or surrogate: see `bbpes.models.bnn`)."""
-    from .evidence import build, initial_weights
+    from ..tasks.evidence_setup import build, initial_weights, loss_forms
 
     config = _evidence_config(case, scale, **extra)
     task, network = build(config)
@@ -70,13 +69,12 @@ def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: 
     validation = task.trials(min(VALIDATION_TRIALS, config["test_trials"]), [config["seed"], 4])
     accuracy = eqx.filter_jit(task.accuracy)
     surrogate = _with_transmitter(network, "surrogate") if transmitter == "hard" else None
-    forms = LossForms(
-        loss=partial(task.loss, network),
-        checkpointed_loss=partial(task.loss, network, scan=checkpointed_scan),
-        ode_loss=None if transmitter != "soft" else task.ode_loss(network),
-        surrogate_loss=partial(task.loss, surrogate) if surrogate is not None else None,
-        truncated_loss=_truncated(task, surrogate or network, config),
-    )
+    forms = loss_forms(task, network, config)
+    if surrogate is not None:  # hard spikes: gradients only through the surrogate network
+        guide = loss_forms(task, surrogate, config)
+        forms = dataclasses.replace(
+            forms, ode_loss=None, surrogate_loss=guide.loss, truncated_loss=guide.truncated_loss
+        )
     settings = {k: config[k] for k in ("sigma", "samples", "lr", "lr_es", "clip", "es_chunk")}
     settings["n_params"] = n_params(initial_weights(config, task, 0))
     return Problem(
@@ -99,20 +97,8 @@ def n_params(params) -> int:
 
 
 def _with_transmitter(network, kind: str):
-    if kind == "soft":
-        return network
-    if not hasattr(network, "transmitter"):
-        raise NotImplementedError("this RecurrentNetwork has no transmitter choice")
-    return eqx.tree_at(lambda n: n.transmitter, network, kind)
-
-
-def _truncated(task, network, config):
-    try:
-        from ..estimators.backprop import truncated_scan
-    except ImportError:
-        return None
-    keep = max(1, config["n_inputs"] // 5)
-    return partial(task.loss, network, scan=partial(truncated_scan, keep=keep))
+    """The same network with the spike output `kind` (a static field: a new module)."""
+    return network if kind == "soft" else dataclasses.replace(network, transmitter=kind)
 
 
 SPIRAL_SCALES = {
