@@ -10,8 +10,6 @@ from .adjoint import pnde_solve as pnde_solve
 from .backprop import bptt as bptt
 from .backprop import checkpointed_scan as checkpointed_scan
 from .backprop import truncated_scan as truncated_scan
-from .by_name import METHODS as METHODS
-from .by_name import estimator_by_name as estimator_by_name
 from .es import centered_ranks as centered_ranks
 from .es import es as es
 from .finite_diff import finite_difference as finite_difference

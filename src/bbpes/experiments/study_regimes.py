@@ -77,6 +77,7 @@ def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: 
         )
     settings = {k: config[k] for k in ("sigma", "samples", "lr", "lr_es", "clip", "es_chunk")}
     settings["n_params"] = n_params(initial_weights(config, task, 0))
+    settings["es_structured"] = True  # the network keeps low-rank perturbations factored
     return Problem(
         forms=forms,
         init=lambda run: initial_weights(config, task, run),

@@ -213,7 +213,7 @@ class EvidenceTask(eqx.Module):
             )
 
         def running_cost(t, y, weights, tokens, labels):
-            y_out = network.readout(weights, network.cell.output(y, network.hard))
+            y_out = network.readout(weights, network.spikes(y))
             target = jax.nn.one_hot(labels, y_out.shape[-1], dtype=y_out.dtype)
             inside = (t >= window_start).astype(y_out.dtype)
             return inside * jnp.mean(jnp.sum((y_out - target) ** 2, axis=-1)) / self.window
