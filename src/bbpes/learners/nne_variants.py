@@ -26,7 +26,9 @@ Options (population genetics; evolution strategies):
   `p = 1/2`: `F(x) = F(1 - x)`) cancels within each couple; the part that is linear in
   `x` does not cancel, and at `p = 1/2` its noise doubles (`tests/learners/
   test_nne_variants.py` measures both). It helps where the fitness is dominated by the
-  spread of the genotypes (curvature), as for the MNIST networks here.
+  spread of the genotypes (curvature) and `p` is near 1/2; on MNIST from `p ~ U[0, 1]`
+  it raised the update's variance by 7-8% and changed no accuracy beyond seed noise
+  (docs/nne_dopamine.md), so `nne_improved` leaves it off.
 - `shaping="centered_ranks"`, **fitness by rank**. Population genetics: linear ranking
   selection (Baker 1985; Goldberg & Deb 1991): a genotype's offspring depend on its
   rank in its generation only, `w = 1 + eps r`, `r in [-1/2, 1/2]` its centered rank
@@ -40,7 +42,7 @@ Options (population genetics; evolution strategies):
 - `selection="malthusian"`, **selection in continuous time**. (*) with
   `w = exp(eps delta)`: `p' = p e^{eps f} / (p e^{eps f} + (1 - p) e^{eps f_bar})`, i.e.
   `logit p' = logit p + eps (f - f_bar)`. It is the limit of `k` rounds of Eq. 3 with
-  strength `eps / k` and the same rewards, `k -> infinity` (Crow & Kimura 1970, ch. 5,
+  strength `eps / k` and the same rewards, `k -> infinity` (Crow & Kimura 1970,
   Malthusian fitness), so no `eps` makes a weight negative and ranks can be selected
   on at any strength. ES: a natural-gradient step on the logits of the Bernoulli
   search distribution (`f - f_bar` is `-dL/dp` by Lemma 1, and `p(1 - p)` is the
@@ -53,14 +55,15 @@ Options (population genetics; evolution strategies):
   ES: the learning-rate schedule.
 - The number of genotypes per generation is `population` (`N`), as in `NNE`.
 - **A minibatch of images per generation** is the data the training loop hands `step`
-  (`batch(i)`): `ImageBatches` draws generation `i`'s images from one layout of the
+  (`batch(i)`): `bbpes.tasks.mnist_nne.ImageBatches` draws generation `i`'s images from one layout of the
   whole training set (population genetics: each generation meets a sample of its
   environment, the same sample for every genotype; ES: minibatch fitness with common
   random numbers). The learner is the same for a batch and for the whole set.
-- **Reusing the sparse structure**: `ImageBatches` lays the training set out once
+- **Reusing the sparse structure**: the training set is laid out once
   (`bbpes.models.sparse_mlp.population_inputs`: active links, degree buckets, the pixels
-  each in-edge reads, and the rows of `W` they need); a minibatch is a gather of image
-  columns of that layout, not a new layout, and its gene map is the whole set's.
+  each in-edge reads, and the rows of `W` they need); `ImageBatches` makes each
+  minibatch by gathering image columns of that layout, not a new layout, and its gene
+  map is the whole set's.
 
 References: Brockhoff, Auger, Hansen, Arnold, Hohm, "Mirrored sampling and sequential
 selection for evolution strategies", PPSN 2010; Salimans, Ho, Chen, Sidor, Sutskever,
@@ -84,8 +87,6 @@ import optax
 from jax import Array
 
 from ..errors import ConfigError
-from ..models.sparse_mlp import PopulationInputs
-from ..tasks.mnist import batch_indices
 from .base import AbstractLearner
 from .nne import NNEState, allele_rewards, sample_genotypes, weak_selection_update
 
@@ -95,13 +96,8 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "nne": {},  # the paper's NNE: every option off
-    "nne_improved": {
-        "pairs": True,
-        "shaping": "centered_ranks",
-        "rank_loss": False,
-        "selection": "malthusian",
-        "schedule": "cosine",
-    },
+    # the best set measured on MNIST 0-4 (docs/nne_dopamine.md); pairs measured no gain
+    "nne_improved": {"shaping": "centered_ranks", "selection": "malthusian", "schedule": "cosine"},
 }
 """Named option sets of `NNEVariant` (`nne_variant(name, ...)`); `nne` is the paper's."""
 
@@ -194,9 +190,10 @@ class NNEVariant(AbstractLearner):
             raise ConfigError("epsilon must be > 0 and epsilon_final >= 0")
         if self.schedule != "constant" and self.schedule_generations < 1:
             raise ConfigError(f"schedule {self.schedule!r} needs schedule_generations >= 1")
-        if self.shaping == "centered_ranks" and self.selection == "weak" and self.epsilon >= 2:
+        strongest = max(self.epsilon, self.epsilon_final if self.schedule != "constant" else 0)
+        if self.shaping == "centered_ranks" and self.selection == "weak" and strongest >= 2:
             raise ConfigError(
-                f"epsilon {self.epsilon} >= 2 with centered ranks and weak selection makes "
+                f"epsilon {strongest} >= 2 with centered ranks and weak selection makes "
                 "offspring numbers 1 + eps r negative; use epsilon < 2 or selection=malthusian"
             )
 
@@ -266,72 +263,3 @@ def nne_variant(
     if name not in VARIANTS:
         raise ConfigError(f"unknown NNE variant {name!r}; known: {', '.join(VARIANTS)}")
     return NNEVariant(fitness, population, epsilon, chunk, **{**VARIANTS[name], **options})
-
-
-class ImageBatches(eqx.Module):
-    """`batch(i)` for `bbpes.train.train`: generation `i`'s minibatch of training
-    images as a `PopulationInputs`, gathered from one layout of the whole set.
-
-    **Fields:** `inputs`, the whole set's layout (`population_inputs(net, x, y,
-    image_block=b)`); `pixels[g] (S, n_g, hb, K_g)`, its pixels image-major; `labels
-    (S,)`; `size`, images per batch (a multiple of `b`, at most `S`); `seed`. Batch `i`
-    is `bbpes.tasks.mnist.batch_indices(i, S, size, seed)`: epochs of fresh
-    permutations, a function of `i` only (exact resumes). `size = S` is the whole set
-    in its own order (the plain NNE's data, bit for bit).
-    """
-
-    inputs: PopulationInputs
-    pixels: tuple[Array, ...]
-    labels: Array
-    size: int = eqx.field(static=True)
-    seed: int = eqx.field(static=True)
-
-    def __init__(self, inputs: PopulationInputs, size: int, seed: int = 0):
-        block = inputs.labels.shape[1]
-        if size % block or not 0 < size <= inputs.n_images:
-            raise ConfigError(
-                f"batch of {size} images must be a multiple of image_block {block} "
-                f"and at most the {inputs.n_images} training images"
-            )
-        self.size, self.seed = size, seed
-        # (B, n_g, hb, K_g, b) -> (B b, n_g, hb, K_g): one row per image
-        self.pixels = tuple(
-            jnp.moveaxis(x, -1, 1).reshape(-1, *x.shape[1:-1]) for x in inputs.pixels
-        )
-        self.labels = inputs.labels.reshape(-1)
-        if size < inputs.n_images:  # keep one copy of the pixels: the layout is a template
-            blocks = size // block
-            inputs = eqx.tree_at(
-                lambda i: (i.pixels, i.labels),
-                inputs,
-                (tuple(x[:blocks] for x in inputs.pixels), inputs.labels[:blocks]),
-            )
-        self.inputs = inputs
-
-    def take(self, index: Array) -> PopulationInputs:
-        """The layout of the images `index (size,)` (blocks of `b` in that order)."""
-        return _take(self, index)
-
-    @property
-    def n_images(self) -> int:
-        return self.labels.shape[0]
-
-    def __call__(self, i: int) -> tuple[PopulationInputs]:
-        if self.size == self.n_images:
-            return (self.inputs,)
-        index = batch_indices(i, self.n_images, self.size, self.seed)
-        return (self.take(jnp.asarray(index, jnp.int32)),)
-
-
-@eqx.filter_jit
-def _take(batches: ImageBatches, index: Array) -> PopulationInputs:
-    block = batches.inputs.labels.shape[1]
-
-    def blocks(x):  # (size, ...) -> (size / b, ..., b)
-        return jnp.moveaxis(x[index].reshape(-1, block, *x.shape[1:]), 1, -1)
-
-    return eqx.tree_at(
-        lambda inputs: (inputs.pixels, inputs.labels),
-        batches.inputs,
-        (tuple(blocks(x) for x in batches.pixels), batches.labels[index].reshape(-1, block)),
-    )

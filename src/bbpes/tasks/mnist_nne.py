@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ..errors import ConfigError
 from ..models.sparse_mlp import (
     PopulationInputs,
     SparseMLP,
@@ -24,6 +25,7 @@ from ..models.sparse_mlp import (
     population_logits,
     population_weights,
 )
+from .mnist import batch_indices
 
 
 class ClippedFitness(eqx.Module):
@@ -82,3 +84,76 @@ def masked_logits(params: dict[str, Array], mask: Array, x: Array) -> Array:
 def masked_loss(params: dict[str, Array], mask: Array, x: Array, y: Array) -> Array:
     """Mean cross-entropy of `masked_logits` on `x (B, n_inputs)`, labels `y (B,)`."""
     return jnp.mean(cross_entropy(masked_logits(params, mask, x), y))
+
+
+class ImageBatches(eqx.Module):
+    """`batch(i)` for `bbpes.train.train`: generation `i`'s minibatch of training
+    images as a `PopulationInputs`, gathered from one layout of the whole set.
+
+    **Fields:** `inputs`, the whole set's layout (`population_inputs(net, x, y,
+    image_block=b)`, only a one-batch template when `size < S`); `pixels[g] (S, n_g, hb,
+    K_g)`, its pixels image-major (empty when `size = S`); `labels (S,)`; `size`, images per batch (a multiple of `b`, at most `S`); `seed`. Batch `i`
+    is `bbpes.tasks.mnist.batch_indices(i, S, size, seed)`: epochs of fresh
+    permutations, a function of `i` only (exact resumes). `size = S` is the whole set
+    in its own order (the plain NNE's data, bit for bit).
+    """
+
+    inputs: PopulationInputs
+    pixels: tuple[Array, ...]
+    labels: Array
+    size: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+
+    def __init__(self, inputs: PopulationInputs, size: int, seed: int = 0):
+        block = inputs.labels.shape[1]
+        if size % block or not 0 < size <= inputs.n_images:
+            raise ConfigError(
+                f"batch of {size} images must be a multiple of image_block {block} "
+                f"and at most the {inputs.n_images} training images"
+            )
+        self.size, self.seed = size, seed
+        self.labels = inputs.labels.reshape(-1)
+        # one copy of the pixels: image-major for minibatches, else the layout itself
+        self.pixels = _image_major(inputs.pixels) if size < inputs.n_images else ()
+        if size < inputs.n_images:  # the layout becomes a template of one batch
+            blocks = size // block
+            inputs = eqx.tree_at(
+                lambda i: (i.pixels, i.labels),
+                inputs,
+                (tuple(x[:blocks] for x in inputs.pixels), inputs.labels[:blocks]),
+            )
+        self.inputs = inputs
+
+    def take(self, index: Array) -> PopulationInputs:
+        """The layout of the images `index (size,)` (blocks of `b` in that order)."""
+        return _take(self, index)
+
+    @property
+    def n_images(self) -> int:
+        return self.labels.shape[0]
+
+    def __call__(self, i: int) -> tuple[PopulationInputs]:
+        if self.size == self.n_images:
+            return (self.inputs,)
+        index = batch_indices(i, self.n_images, self.size, self.seed)
+        return (self.take(jnp.asarray(index, jnp.int32)),)
+
+
+def _image_major(pixels: tuple[Array, ...]) -> tuple[Array, ...]:
+    """`(B, n_g, hb, K_g, b) -> (B b, n_g, hb, K_g)`: one row per image."""
+    return tuple(jnp.moveaxis(x, -1, 1).reshape(-1, *x.shape[1:-1]) for x in pixels)
+
+
+@eqx.filter_jit
+def _take(batches: ImageBatches, index: Array) -> PopulationInputs:
+    block = batches.inputs.labels.shape[1]
+    pixels = batches.pixels or _image_major(batches.inputs.pixels)
+
+    def blocks(x):  # (size, ...) -> (size / b, ..., b)
+        return jnp.moveaxis(x[index].reshape(-1, block, *x.shape[1:]), 1, -1)
+
+    return eqx.tree_at(
+        lambda inputs: (inputs.pixels, inputs.labels),
+        batches.inputs,
+        (tuple(blocks(x) for x in pixels), batches.labels[index].reshape(-1, block)),
+    )
