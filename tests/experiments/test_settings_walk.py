@@ -65,6 +65,7 @@ MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "nne-mnist": {
         "test_per_digit": ((0,), "0: every test image"),
         "eval_samples": ((0,), "0: no sampled genotypes at evaluations"),
+        "batch_images": ((0,), "0: every training image each generation (the paper)"),
     },
     "dopamine-mnist": {
         "train_per_digit": ((0,), "0: every training image"),

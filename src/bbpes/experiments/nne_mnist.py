@@ -16,12 +16,14 @@ from jax import Array
 
 from ..estimators.backprop import bptt
 from ..learners import GradientLearner
-from ..learners.nne import NNE, GeneMap, random_gene_map, sample_genotypes
+from ..learners.nne import GeneMap, random_gene_map, sample_genotypes
+from ..learners.nne_variants import VARIANTS, nne_variant
 from ..models.sparse_mlp import SparseMLP, population_inputs, random_sparse_mlp
 from ..runs import RunDir
 from ..tasks.mnist import MnistData, batch_indices, load_mnist
 from ..tasks.mnist_nne import (
     ClippedFitness,
+    ImageBatches,
     accuracy_fn,
     masked_initial_params,
     masked_logits,
@@ -100,7 +102,15 @@ def evolve(
     fitness = ClippedFitness(
         gene_map.rows(np.asarray(inputs.links)), float(np.log(data.classes) ** 2)
     )
-    learner = NNE(fitness, config["population"], config["epsilon"], config["chunk"])
+    learner = nne_variant(
+        config["method"],
+        fitness,
+        config["population"],
+        config["epsilon"],
+        config["chunk"],
+        **({"schedule_generations": generations} if config["method"] != "nne" else {}),
+    )
+    batches = ImageBatches(inputs, config["batch_images"] or len(data.train_x), config["seed"])
     p0 = jnp.asarray(rng.uniform(0.0, 1.0, genes), jnp.float32)  # p^1 uniform in [0, 1]^n
     key = jax.random.key(config["seed"])
     result = train(
@@ -108,7 +118,7 @@ def evolve(
         p0,
         key,
         steps=generations,
-        batch=lambda i: (inputs,),
+        batch=batches,
         evaluate=nne_evaluator(net, gene_map, data, config["eval_samples"], key),
         eval_every=config["eval_every"],
         run=run_dir,
@@ -231,6 +241,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     train_seconds = max((r.get("seconds", 0.0) for r in history), default=0.0)
     rate = steps_per_second(history)
     metrics: dict[str, Any] = {
+        "nne_variant": config["method"],  # which rule the *_nne metrics are of
         "data": data.source,
         "classes": data.classes,
         "train_images": len(data.train_x),
@@ -266,6 +277,11 @@ def check(config: dict[str, Any]) -> None:
     require_positive(config, "epsilon", "signsgd_lr", "sgd_lr")
     require(config["eval_samples"] >= 0, "eval_samples must be >= 0 (0: none)")
     require(config["population"] >= 2, "population must be >= 2")
+    require(config["batch_images"] >= 0, "batch_images must be >= 0 (0: every training image)")
+    require(
+        config["batch_images"] % config["image_block"] == 0,
+        f"batch_images must be a multiple of image_block ({config['image_block']})",
+    )
     require(
         config["population"] % config["chunk"] == 0,
         f"chunk {config['chunk']} must divide population {config['population']}",
@@ -301,6 +317,8 @@ EXPERIMENT = Experiment(
         "edge_prob": 0.1,
         "genes": 5000,
         "beta": 0.0025,
+        "method": "nne",
+        "batch_images": 0,
         "population": 1000,
         "epsilon": 10.0,
         "generations": 1000,
@@ -334,7 +352,7 @@ EXPERIMENT = Experiment(
         "signsgd_steps": 100,
         "sgd_steps": 200,
     },
-    choices={"classes": (5, 10), **DATA_CHOICES},
+    choices={"classes": (5, 10), "method": tuple(VARIANTS), **DATA_CHOICES},
     check=check,
     help={
         **DATA_HELP,
@@ -345,6 +363,8 @@ EXPERIMENT = Experiment(
         "edge_prob": "probability of each input-hidden edge (the paper: 0.1)",
         "genes": "number of genes n",
         "beta": "density of the weight-generation matrix W (the paper: 0.0025)",
+        "method": "nne: the paper's rule; nne_improved: centered ranks, Malthusian selection, cosine epsilon (docs/nne_dopamine.md)",
+        "batch_images": "training images per generation (0: all, the paper's; a multiple of image_block)",
         "population": "genotypes per generation N (the paper: 1000)",
         "epsilon": "selection strength of Eq. 3 (the paper does not give it; see docs)",
         "genes_sweep": "numbers of genes for Fig. 3 (empty: skip)",
