@@ -20,6 +20,7 @@ from typing import Any, Literal
 import optax
 
 from .errors import ConfigError
+from .learners.evosax_names import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -217,21 +218,7 @@ def signal(method: str) -> Signal:
     raise ConfigError(f"unknown method {method!r}; known: {', '.join(names())}")
 
 
-EVOSAX_METHODS = tuple(
-    EVOSAX_PREFIX + n
-    for n in (
-        "Open_ES",
-        "SNES",
-        "xNES",
-        "PGPE",
-        "ARS",
-        "Sep_CMA_ES",
-        "CMA_ES",
-        "NoiseReuseES",
-        "PersistentES",
-        "GuidedES",
-    )
-)
+EVOSAX_METHODS = tuple(EVOSAX_PREFIX + n for n in STRATEGIES)
 """The evosax strategies offered by name (`bbpes.learners.evosax.STRATEGIES`)."""
 
 
@@ -276,24 +263,20 @@ def make_learner(
     s = dict(SIGNAL_DEFAULTS, **settings)
     s["tangents"] = s["tangents"] or s["samples"]
     chunk = s["es_chunk"] or None
+    es_options = {
+        "chunk_size": chunk,
+        "mesh": s.get("mesh"),
+        "rank_shaping": bool(s["rank_shaping"]),
+    }
     estimators = {
-        "es": lambda: es(
-            loss,
-            s["sigma"],
-            s["samples"],
-            chunk_size=chunk,
-            mesh=s.get("mesh"),
-            rank_shaping=bool(s["rank_shaping"]),
-        ),
+        "es": lambda: es(loss, s["sigma"], s["samples"], **es_options),
         "es_lowrank": lambda: es(
             loss,
             s["sigma"],
             s["samples"],
-            chunk_size=chunk,
-            mesh=s.get("mesh"),
-            rank_shaping=bool(s["rank_shaping"]),
             rank=int(s["es_rank"]) or 1,
             structured=bool(s["es_structured"]),
+            **es_options,
         ),
         "bptt": lambda: bptt(loss),
         "bptt_noclip": lambda: bptt(loss),

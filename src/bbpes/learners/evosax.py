@@ -64,20 +64,7 @@ from jax.flatten_util import ravel_pytree
 from ..errors import ConfigError
 from ..estimators.es import replace_nonfinite
 from .base import AbstractLearner, finite_tree
-
-STRATEGIES: tuple[str, ...] = (
-    "Open_ES",
-    "SNES",
-    "xNES",
-    "PGPE",
-    "ARS",
-    "Sep_CMA_ES",
-    "CMA_ES",
-    "NoiseReuseES",
-    "PersistentES",
-    "GuidedES",
-)
-"""The evosax strategies (evosax's own registry names) tested as bbpes learners."""
+from .evosax_names import STRATEGIES as STRATEGIES
 
 _EVEN = ("Open_ES", "PGPE", "ARS", "NoiseReuseES", "PersistentES", "GuidedES")
 """Strategies that sample mirrored pairs, so the population size must be even."""

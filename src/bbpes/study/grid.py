@@ -34,7 +34,7 @@ import optax
 from ..devices import available_memory_bytes
 from ..runs import RunDir
 from ..signals import forward_passes, make_learner, signal
-from ..train import train
+from ..train import compile_step, train
 from .problem import Problem, Regime
 
 Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
@@ -64,18 +64,7 @@ def calibrate(problem: Problem, learner, repeats: int = 5) -> dict[str, float]:
     state = learner.init(params)
     args = problem.batch(0, 0) if problem.batch is not None else ()
     key = jax.random.key(0)
-    t0 = time.perf_counter()
-    compiled = eqx.filter_jit(learner.step).lower(state, key, *args).compile()
-    compile_seconds = time.perf_counter() - t0
-    analysis = compiled.compiled.memory_analysis()
-    peak = None
-    if analysis is not None:
-        peak = int(
-            analysis.argument_size_in_bytes
-            + analysis.output_size_in_bytes
-            + analysis.temp_size_in_bytes
-            - analysis.alias_size_in_bytes
-        )
+    compiled = compile_step(learner, params, key, *args)  # the loop's own guarded step
     _block(compiled(state, key, *args))
     steps, forwards = [], []
     forward = eqx.filter_jit(problem.forward or problem.forms.loss)
@@ -90,8 +79,8 @@ def calibrate(problem: Problem, learner, repeats: int = 5) -> dict[str, float]:
     return {
         "step_seconds": float(np.min(steps)),
         "forward_seconds": float(np.min(forwards)),
-        "compile_seconds": compile_seconds,
-        "peak_bytes": peak,
+        "compile_seconds": compiled.compile_seconds,
+        "peak_bytes": compiled.peak_bytes,
     }
 
 
