@@ -45,7 +45,14 @@ def regimes() -> dict[str, Regime]:
                 "accuracy",
                 True,
                 0.9,
-                (*evidence_fwd, "bptt", "bptt_checkpointed"),
+                (
+                    *evidence_fwd,
+                    "evosax:SNES",
+                    "evosax:Open_ES",
+                    "bptt",
+                    "bptt_noclip",
+                    "bptt_checkpointed",
+                ),
                 lambda s: R.evidence_problem("A", s),
             ),
             _regime(
