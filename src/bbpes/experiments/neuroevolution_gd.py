@@ -36,7 +36,7 @@ from ..learners.mutation_probe import mean_step_probe
 from ..runs import RunDir
 from ..tasks.teacher_student import NETS, mse, population_evaluator, student, teacher_data
 from ..train import train
-from .base import Experiment, methods_of, require
+from .base import Experiment, methods_of, require, require_at_least, require_fits, require_positive
 
 REGIMES = ("finite", "inf")
 WATCHED = 3  # weights whose mean trajectories are plotted
@@ -337,18 +337,18 @@ def check(config: dict[str, Any]) -> None:
         config["path_length"] > 0 and config["gd_time"] > 0,
         "path_length and gd_time must be positive",
     )
-    require(
-        min(
-            config["n_inputs"],
-            config["n_data"],
-            config["teacher_width"],
-            config["shallow_width"],
-            config["deep_width"],
-        )
-        >= 1,
-        "sizes must be >= 1",
+    require_at_least(
+        config, 1, "n_inputs", "n_data", "teacher_width", "shallow_width", "deep_width"
     )
     require(config["deep_layers"] >= 2, "deep_layers must be >= 2 (the deep network)")
+    require_positive(config, "teacher_scale")
+    widest = max(config["teacher_width"], config["shallow_width"], config["deep_width"])
+    params = config["n_inputs"] * widest + config["deep_layers"] * config["deep_width"] ** 2
+    walkers = max(config["population"], config["probe_population"])
+    require_fits(
+        4.0 * (walkers * params + config["n_data"] * config["n_inputs"] + config["records"]),
+        "the mutation walkers and the data",
+    )
 
 
 EXPERIMENT = Experiment(

@@ -38,7 +38,15 @@ from ..tasks.spiral_metrics import iterations_to_target as iterations_to_target
 from ..tasks.spiral_metrics import running_median, seconds_at, split_history, summarise
 from ..tasks.spiral_runs import make_task, member_maes, stacked_batches, stacked_fields
 from ..train import train
-from .base import Experiment, methods_of, require, require_mirrored_samples
+from .base import (
+    MAX_LOOP,
+    Experiment,
+    methods_of,
+    require,
+    require_fits,
+    require_mirrored_samples,
+    require_positive,
+)
 
 OFFERED = LossForms(loss=Spiral.loss, ode_loss=Spiral.ode_loss)
 """The loss forms a `Spiral` offers (`loss_forms`); only which fields are set matters."""
@@ -239,6 +247,14 @@ def check(config: dict[str, Any]) -> None:
     require(config["eval_every"] >= 1, "eval_every must be >= 1")
     require(config["window"] >= 1, "window must be >= 1")
     require(config["target"] > 0, "target must be positive")
+    require_positive(config, "t_end")
+    require(1 <= config["max_steps"] <= MAX_LOOP, f"max_steps must be in 1..{MAX_LOOP}")
+    require(config["max_nonfinite"] >= 1, "max_nonfinite must be >= 1")
+    # each ES member holds a perturbed copy of the field (about 5 hidden-sized vectors)
+    require_fits(
+        4.0 * config["runs"] * (config["samples"] + 1) * 5 * config["hidden"],
+        "the ES populations of the vector fields",
+    )
     require(
         2 <= config["batch_time"] < config["n_points"]
         and 1 <= config["batch_size"] <= config["n_points"] - config["batch_time"],
