@@ -147,6 +147,14 @@ class NNEState(eqx.Module):
     generation: Array  # () int
 
 
+def chunked_fitness(fitness: Callable, chunk: int, genotypes: Array, *batch: Any):
+    """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, evaluated `chunk` at a time
+    (`chunk` divides N) by `fitness(genotypes_chunk, *batch) -> (fitness, loss)`."""
+    chunks = genotypes.reshape(-1, chunk, genotypes.shape[-1])
+    values, loss = jax.lax.map(lambda x: fitness(x, *batch), chunks)
+    return values.reshape(-1), loss.reshape(-1)
+
+
 class NNE(AbstractLearner):
     """Neural net evolution as a learner: `params` are the allele frequencies `p`.
 
@@ -183,10 +191,7 @@ class NNE(AbstractLearner):
 
     def evaluate_population(self, genotypes: Array, *batch: Any) -> tuple[Array, Array]:
         """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, `chunk` at a time."""
-        chunk = self.chunk or self.population
-        chunks = genotypes.reshape(-1, chunk, genotypes.shape[-1])
-        fitness, loss = jax.lax.map(lambda x: self.fitness(x, *batch), chunks)
-        return fitness.reshape(-1), loss.reshape(-1)
+        return chunked_fitness(self.fitness, self.chunk or self.population, genotypes, *batch)
 
     def step(self, state: NNEState, key: Array, *batch: Any) -> tuple[NNEState, dict]:
         genotypes = sample_genotypes(key, state.p, self.population)

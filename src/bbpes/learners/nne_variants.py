@@ -88,7 +88,7 @@ from jax import Array
 
 from ..errors import ConfigError
 from .base import AbstractLearner
-from .nne import NNEState, allele_rewards, sample_genotypes, weak_selection_update
+from .nne import NNEState, allele_rewards, chunked_fitness, sample_genotypes, weak_selection_update
 
 SHAPINGS = ("none", "centered_ranks")
 SELECTIONS = ("weak", "malthusian")
@@ -205,10 +205,7 @@ class NNEVariant(AbstractLearner):
 
     def evaluate_population(self, genotypes: Array, *batch: Any) -> tuple[Array, Array]:
         """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, `chunk` at a time."""
-        chunk = self.chunk or self.population
-        chunks = genotypes.reshape(-1, chunk, genotypes.shape[-1])
-        fitness, loss = jax.lax.map(lambda x: self.fitness(x, *batch), chunks)
-        return fitness.reshape(-1), loss.reshape(-1)
+        return chunked_fitness(self.fitness, self.chunk or self.population, genotypes, *batch)
 
     def sample(self, key: Array, p: Array) -> Array:
         """The generation's genotypes `(N, n)`."""
