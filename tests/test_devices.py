@@ -28,6 +28,12 @@ class FakeDevice:
         return self.stats
 
 
+class HostMemory:
+    """What `psutil.virtual_memory()` returns, as `bbpes.devices` reads it."""
+
+    available, total = 12 * GIB, 24 * GIB
+
+
 GPU = FakeDevice(
     "gpu", {"bytes_limit": 100 * GIB, "bytes_in_use": 30 * GIB, "peak_bytes_in_use": 42 * GIB}
 )
@@ -52,28 +58,26 @@ def test_without_bytes_in_use_the_whole_limit_is_free():
     ],
 )
 def test_otherwise_the_hosts_available_memory(device, monkeypatch):
-    class Memory:
-        available, total = 12 * GIB, 24 * GIB
-
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: HostMemory)
     assert devices.available_memory_bytes(device) == 12 * GIB
     assert devices.peak_bytes_in_use(device) is None
     assert devices.describe([device])["device_memory_bytes"] == 24 * GIB
 
 
-def test_this_cpu_reads_the_host():
+def test_this_cpu_reads_the_host(monkeypatch):
     assert jax.devices()[0].platform == "cpu"
-    free = devices.available_memory_bytes()
-    assert 0 < free <= psutil.virtual_memory().total
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: HostMemory)
+    assert devices.memory_stats() is None
+    assert devices.available_memory_bytes() == 12 * GIB
     assert devices.peak_bytes_in_use() is None
 
 
-def test_describe_this_process_and_an_accelerator():
+def test_describe_this_process_and_an_accelerator(monkeypatch):
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: HostMemory)
     here = devices.describe()
-    assert here["device_count"] == jax.device_count()
-    assert here["device_kind"] == jax.devices()[0].device_kind
-    assert here["backend"] == jax.default_backend() == here["platform"] == "cpu"
-    assert here["device_memory_bytes"] == psutil.virtual_memory().total
-    gpus = devices.describe([GPU, GPU])
-    assert gpus["device_count"] == 2 and gpus["device_kind"] == "NVIDIA H200"
+    assert here["device_count"] == len(jax.devices())
+    assert here["platform"] == here["backend"] == "cpu"
+    assert here["device_memory_bytes"] == 24 * GIB  # the host's, not an allocator's
+    gpus = devices.describe([GPU, FakeDevice("gpu", {"bytes_limit": 8 * GIB}, "other")])
+    assert gpus["device_count"] == 2 and gpus["device_kind"] == "NVIDIA H200"  # the first
     assert gpus["platform"] == "gpu" and gpus["device_memory_bytes"] == 100 * GIB

@@ -1,9 +1,12 @@
-"""`bbpes bench es` on a tiny network: all three steps run and the ratios are theirs."""
+"""`bbpes bench es` on a tiny network: the ratios and rates it derives from given
+seconds, the direction of its ratio against a known slower step, and its run without
+evosax."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -17,38 +20,52 @@ from bbpes.estimators import es
 from bbpes.learners import GradientLearner
 
 TINY = {"n_cells": "8", "batch": "2", "samples": "4", "n_inputs": "5", "hold": "2", "repeat": "1"}
+TINY_CONFIG = {k: float(v) if k == "hold" else int(v) for k, v in TINY.items()}
 TINY_PAPER = {"n_cells": 6, "batch": 2, "samples": 6, "n_inputs": 5, "hold": 2.0}
 
 
-def test_es_benchmark_reports_consistent_ratios():
-    out = run_benchmark("es", TINY)
-    assert out["evosax_over_ours"] == pytest.approx(
-        out["evosax_open_es_step_seconds"] / out["es_step_seconds"]
-    )
-    assert out["evosax_over_ours_with_center"] == pytest.approx(
-        out["evosax_open_es_step_seconds"] / out["es_with_center_step_seconds"]
-    )
-    assert out["center_cost"] == pytest.approx(
-        out["es_with_center_step_seconds"] / out["es_step_seconds"] - 1
-    )
-    with_center = out["es_with_center_step_seconds"]
-    assert out["bptt_over_es"] == pytest.approx(out["bptt_step_seconds"] / with_center)
-    assert out["target_es_no_slower_than_evosax"] == (out["evosax_over_ours"] >= 1)
+def test_ratios_and_rates_come_from_the_measured_seconds(fake_timer):
+    seconds = {"es": 2.0, "es_with_center": 2.2, "evosax_open_es": 4.0, "bptt": 11.0}
+    timer = fake_timer(seconds)
+    out = bench_es.run(bench_es.BENCHMARK.defaults | TINY_CONFIG, timer=timer)
+    assert timer.asked == [(list(seconds), 1)]  # all four steps timed together, once
+    assert out["es_step_seconds"] == out["es_step_seconds_median"] == 2.0
+    assert out["evosax_over_ours"] == 2.0  # evosax took twice as long: ours is faster
+    assert out["evosax_over_ours_with_center"] == pytest.approx(4.0 / 2.2)
+    assert out["center_cost"] == pytest.approx(0.1)  # the centre added a tenth
+    assert out["bptt_over_es"] == pytest.approx(5.0)  # against the step ES trains with
+    # 4 members x 2 trials x 8 cells x 5 inputs x 20 steps of 0.1 ms, in 2 s
+    assert out["es_neuron_steps_per_s"] == 4 * 2 * 8 * 100 / 2.0
+    assert out["target_es_no_slower_than_evosax"] is True
     assert not any(name.startswith("paper_") for name in out)
 
 
-def test_the_paper_sizes_are_measured_in_the_same_command(monkeypatch):
+def test_a_slower_evosax_gives_a_ratio_above_one(monkeypatch):
+    """The real timer against a stand-in for evosax's generation known to be slower:
+    it sleeps 50 ms, far longer than the tiny ES step."""
+
+    def sleeping_generation(*args, **kwargs):
+        return lambda: time.sleep(0.05)
+
+    monkeypatch.setattr(bench_es, "evosax_step", sleeping_generation)
+    out = run_benchmark("es", TINY)
+    assert out["evosax_open_es_step_seconds"] >= 0.05
+    assert out["evosax_over_ours"] > 1 and out["target_es_no_slower_than_evosax"] is True
+
+
+def test_the_paper_sizes_are_measured_in_the_same_command(monkeypatch, fake_timer):
     monkeypatch.setattr(bench_es, "PAPER_SIZES", TINY_PAPER)
-    out = run_benchmark("es", {**TINY, "paper": "true"})
-    assert out["paper_evosax_over_ours"] == pytest.approx(
-        out["paper_evosax_open_es_step_seconds"] / out["paper_es_step_seconds"]
-    )
-    ratios = (out["evosax_over_ours"], out["paper_evosax_over_ours"])
-    assert out["target_es_no_slower_than_evosax"] == (min(ratios) >= 1)
-    # 6 members x 2 trials x 6 cells x 5 inputs x 20 steps of 0.1 ms, in a step's time
-    steps = TINY_PAPER["samples"] * 2 * 6 * 5 * 20
-    assert out["paper_es_neuron_steps_per_s"] == pytest.approx(steps / out["paper_es_step_seconds"])
-    assert "paper_bptt_step_seconds" not in out
+    quick = {"es": 1.0, "es_with_center": 1.1, "evosax_open_es": 3.0, "bptt": 4.0}
+    paper = {"es": 2.0, "es_with_center": 2.1, "evosax_open_es": 1.0}  # slower here
+    timer = fake_timer(quick, paper)
+    config = bench_es.BENCHMARK.defaults | TINY_CONFIG | {"paper": True, "paper_repeat": 2}
+    out = bench_es.run(config, timer=timer)
+    assert timer.asked == [(list(quick), 1), (list(paper), 2)]  # no BPTT at paper sizes
+    assert (out["evosax_over_ours"], out["paper_evosax_over_ours"]) == (3.0, 0.5)
+    assert out["target_es_no_slower_than_evosax"] is False  # slower at one of the sizes
+    # 6 members x 2 trials x 6 cells x 5 inputs x 20 steps of 0.1 ms, in 2 s
+    assert out["paper_es_neuron_steps_per_s"] == 6 * 2 * 6 * 5 * 20 / 2.0
+    assert "paper_bptt_step_seconds" not in out and "paper_bptt_over_es" not in out
 
 
 def test_without_evosax_the_benchmark_reports_ours_only(monkeypatch):

@@ -1,5 +1,5 @@
-"""`bbpes bench sim`: our routes and the plain scan always; Brian2's configurations only
-where it is installed (slow)."""
+"""`bbpes bench sim`: our routes and the plain scan always, rated from given seconds;
+Brian2's configurations only where it is installed (slow)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,48 @@ from bbpes.errors import ConfigError
 from bbpes.estimators.low_rank import LowRank
 
 TINY = {"n_cells": "8", "batch": "2", "samples": "3", "n_inputs": "5", "hold": "2", "repeat": "1"}
+TINY_CONFIG = {
+    **sim.BENCHMARK.defaults,
+    **{k: float(v) if k == "hold" else int(v) for k, v in TINY.items()},
+}
 
 
-def test_without_brian2_ours_and_the_plain_scan_are_measured(monkeypatch):
+def test_without_brian2_the_routes_are_rated_from_their_seconds(monkeypatch, fake_timer):
     monkeypatch.setattr(sim, "brian2_installed", lambda: False)
-    out = run_benchmark("sim", TINY)
-    assert out["ours_neuron_steps_per_s"] > 0
-    assert out["ours_neuron_steps_per_s"] == pytest.approx(3 * 2 * 8 * 100 / out["ours_seconds"])
-    assert set(out["routes"]) == {"plain", "batch_only", *sim.ROUTES}
-    plain = out["routes"]["plain"]
-    for route in sim.ROUTES:
-        times = out["routes"][route]
-        assert out[f"{route}_over_plain"] == pytest.approx(plain["seconds"] / times["seconds"])
-        assert out[f"{route}_over_plain_cpu"] > 0
-    assert out["ours_over_plain"] == out["full_rank_over_plain"]
-    assert out["best_route"] in sim.ROUTES
-    assert out["low_rank_r1_over_full_rank"] > 0
+    seconds = {"plain": 8.0, "full_rank": 2.0, "trials_first": 4.0, "fused_readout": 2.5}
+    seconds |= {"unrolled": 3.0, "low_rank_r1": 1.0, "low_rank_r4": 1.6, "batch_only": 1.0}
+    timer = fake_timer(seconds, run_calls=True)  # each route runs once, for its readout
+    out = sim.run(TINY_CONFIG, timer=timer)
+    assert timer.asked == [(["plain", *sim.ROUTES, "batch_only"], 1)]
+    # 3 members x 2 trials x 8 cells x 5 inputs x 20 steps of 0.1 ms
+    assert out["ours_seconds"] == 2.0 and out["ours_neuron_steps_per_s"] == 4800 / 2.0
+    assert out["ours_neuron_steps_per_cpu_s"] == 4800 / 0.5  # CPU seconds: a quarter
+    assert out["plain_neuron_steps_per_s"] == 4800 / 8.0
+    assert out["ours_batch_only_neuron_steps_per_s"] == 1600 / 1.0  # one member
+    assert out["routes"]["unrolled"] == {
+        "neuron_steps_per_s": 1600.0,
+        "first_seconds": 30.0,
+        "seconds": 3.0,
+        "cpu_seconds": 0.75,
+    }
+    assert out["ours_over_plain"] == out["full_rank_over_plain"] == 4.0
+    assert out["trials_first_over_plain"] == out["trials_first_over_plain_cpu"] == 2.0
+    assert out["low_rank_r1_over_full_rank"] == 2.0 and out["low_rank_r4_over_full_rank"] == 1.25
+    assert out["best_route"] == "low_rank_r1" and out["best_route_over_plain"] == 8.0
+    assert out["target_plain_rate"] is True
     assert out["dense_routes_max_abs_difference"] < 1e-4  # float32 readouts of order 1
     assert "not installed" in out["brian2"] and "ours_over_brian2" not in out
+
+
+def test_a_route_slower_than_plain_misses_the_target(monkeypatch, fake_timer):
+    monkeypatch.setattr(sim, "brian2_installed", lambda: False)
+    config = {**TINY_CONFIG, "routes": ["full_rank"]}
+    out = sim.run(
+        config,
+        timer=fake_timer({"plain": 1.0, "full_rank": 3.0, "batch_only": 1.0}, run_calls=True),
+    )
+    assert out["best_route"] == "full_rank" and out["ours_over_plain"] == pytest.approx(1 / 3)
+    assert out["target_plain_rate"] is False and "dense_routes_max_abs_difference" not in out
 
 
 def test_unknown_routes_and_brian2_configurations_are_config_errors(monkeypatch):

@@ -17,20 +17,22 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import Benchmark
 from .network import PAPER_SIZES, QUICK_SIZES
-from .timing import load_average
+from .timing import Timer, load_average, time_call, time_interleaved
 
 _FLAG = "--xla_force_host_platform_device_count"
 
 
-def measure(config: dict[str, Any]) -> dict[str, Any]:
+def measure(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
     """Seconds of one BPTT step and one ES step (population sharded when there are
-    several devices; `es_chunk` samples at once, 0: all), in this process.
+    several devices; `es_chunk` samples at once, 0: all), in this process, each timed
+    by `timer` in turn.
 
     BPTT runs first, so the accelerator's peak memory read right after it
     (`bptt_peak_bytes_in_use`, from `jax.Device.memory_stats()`; None on a CPU) is
@@ -46,7 +48,6 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     from ..parallel import population_mesh_for
     from .es import learner_step
     from .network import evidence_config, problem
-    from .timing import time_call
 
     ev = evidence_config(config)
     with jax.enable_x64(False):
@@ -57,6 +58,7 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
         bptt_time = time_call(
             learner_step(GradientLearner(gradient, adam), weights, tokens, labels),
             config["repeat"],
+            timer=timer,
         )
         bptt_peak = peak_bytes_in_use()
         bptt_compiled = compiled_peak_bytes(gradient, weights, jax.random.key(0), tokens, labels)
@@ -64,17 +66,19 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
         chunk = config["es_chunk"] or None
         signal = es(loss, ev["sigma"], config["samples"], chunk_size=chunk, mesh=mesh)
         es_time = time_call(
-            learner_step(GradientLearner(signal, adam), weights, tokens, labels), config["repeat"]
+            learner_step(GradientLearner(signal, adam), weights, tokens, labels),
+            config["repeat"],
+            timer=timer,
         )
     return {
         **describe(),
         "devices": jax.device_count(),
         "sharded": mesh is not None,
-        "es_step_seconds": es_time["best"],
-        "bptt_step_seconds": bptt_time["best"],
-        "es_over_bptt": es_time["best"] / bptt_time["best"],
-        "es_first_call_seconds": es_time["first"],
-        "bptt_first_call_seconds": bptt_time["first"],
+        "es_step_seconds": es_time.best,
+        "bptt_step_seconds": bptt_time.best,
+        "es_over_bptt": es_time.best / bptt_time.best,
+        "es_first_call_seconds": es_time.first,
+        "bptt_first_call_seconds": bptt_time.first,
         "bptt_peak_bytes_in_use": bptt_peak,
         "bptt_compiled_peak_bytes": bptt_compiled,
     }
@@ -95,10 +99,16 @@ def in_fresh_process(config: dict[str, Any], devices: int) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(config: dict[str, Any]) -> dict[str, Any]:
+def run(
+    config: dict[str, Any],
+    *,
+    measure_with: Callable[[dict[str, Any], int], dict[str, Any]] = in_fresh_process,
+) -> dict[str, Any]:
+    """Both layouts measured by `measure_with(config, devices)` (a fresh process each),
+    one device first; `devices` 0 splits the CPU into one device per core."""
     split = config["devices"] or os.cpu_count() or 1
-    whole = in_fresh_process(config, 1)
-    parts = in_fresh_process(config, split)
+    whole = measure_with(config, 1)
+    parts = measure_with(config, split)
     return {
         "load_average": load_average(),
         "devices": parts["devices"],

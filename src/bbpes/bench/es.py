@@ -22,8 +22,6 @@ a note.
 
 from __future__ import annotations
 
-import statistics
-import time
 from functools import partial
 from typing import Any
 
@@ -35,7 +33,7 @@ from ..estimators import bptt, es
 from ..learners import GradientLearner
 from . import Benchmark
 from .network import PAPER_SIZES, QUICK_SIZES, evidence_config, neuron_steps, problem
-from .timing import load_average
+from .timing import Timer, load_average, time_interleaved
 
 
 def evosax_available() -> bool:
@@ -79,24 +77,15 @@ def evosax_step(loss, weights, samples: int, sigma: float, lr: float):
     return lambda: generation(state, key)
 
 
-def time_interleaved(calls: dict[str, Any], repeat: int) -> dict[str, dict[str, float]]:
-    """Best and median seconds of each zero-argument call, after one warm-up call each
-    (compilation); the timed calls take turns, so a change of the machine's load
-    falls on all of them alike."""
-    for call in calls.values():
-        jax.block_until_ready(call())
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(max(repeat, 1)):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - start)
-    return {n: {"best": min(t), "median": statistics.median(t)} for n, t in times.items()}
-
-
-def measure(config: dict[str, Any], *, with_evosax: bool, with_bptt: bool) -> dict[str, Any]:
+def measure(
+    config: dict[str, Any],
+    *,
+    with_evosax: bool,
+    with_bptt: bool,
+    timer: Timer = time_interleaved,
+) -> dict[str, Any]:
     """Seconds of our ES step, with and without the centre (and evosax's, BPTT's) at
-    `config`'s sizes, and their ratios."""
+    `config`'s sizes, timed together by `timer`, and their ratios."""
     ev = evidence_config(config)
     sigma, lr, samples = ev["sigma"], ev["lr_es"], config["samples"]
     out: dict[str, Any] = {"load_average": load_average()}
@@ -116,28 +105,28 @@ def measure(config: dict[str, Any], *, with_evosax: bool, with_bptt: bool) -> di
             calls["evosax_open_es"] = evosax_step(member_loss, weights, samples, sigma, lr)
         if with_bptt:
             calls["bptt"] = learner_step(GradientLearner(bptt(loss), adam), *batch)
-        timed = time_interleaved(calls, config["repeat"])
+        timed = timer(calls, config["repeat"])
     for name, seconds in timed.items():
-        out[f"{name}_step_seconds"] = seconds["best"]
-        out[f"{name}_step_seconds_median"] = seconds["median"]
-    ours, with_center = timed["es"]["best"], timed["es_with_center"]["best"]
+        out[f"{name}_step_seconds"] = seconds.best
+        out[f"{name}_step_seconds_median"] = seconds.median
+    ours, with_center = timed["es"].best, timed["es_with_center"].best
     out["center_cost"] = with_center / ours - 1
     out["es_neuron_steps_per_s"] = neuron_steps(config, task, samples) / ours
     if with_evosax:
-        out["evosax_over_ours"] = timed["evosax_open_es"]["best"] / ours
-        out["evosax_over_ours_with_center"] = timed["evosax_open_es"]["best"] / with_center
+        out["evosax_over_ours"] = timed["evosax_open_es"].best / ours
+        out["evosax_over_ours_with_center"] = timed["evosax_open_es"].best / with_center
     if with_bptt:
-        out["bptt_over_es"] = timed["bptt"]["best"] / with_center
+        out["bptt_over_es"] = timed["bptt"].best / with_center
     return out
 
 
-def run(config: dict[str, Any]) -> dict[str, Any]:
+def run(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
     with_evosax = evosax_available()
-    out = measure(config, with_evosax=with_evosax, with_bptt=True)
+    out = measure(config, with_evosax=with_evosax, with_bptt=True, timer=timer)
     ratios = [out["evosax_over_ours"]] if with_evosax else []
     if config["paper"]:
         paper = {**config, **PAPER_SIZES, "repeat": config["paper_repeat"]}
-        measured = measure(paper, with_evosax=with_evosax, with_bptt=False)
+        measured = measure(paper, with_evosax=with_evosax, with_bptt=False, timer=timer)
         out |= {f"paper_{name}": value for name, value in measured.items()}
         ratios += [measured["evosax_over_ours"]] if with_evosax else []
     if with_evosax:

@@ -20,7 +20,6 @@ move much less with the load.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any
 
@@ -38,34 +37,41 @@ from ..models.sparse_mlp import (
 )
 from . import Benchmark
 from .roofline import matmul_peak
-from .timing import load_average
+from .timing import Timer, load_average, time_interleaved
 
 
-def _seconds(fn, *args, repeats: int) -> tuple[float, float]:
-    """(wall, CPU) seconds per call, after a compiling call."""
-    jax.block_until_ready(fn(*args))
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
-        jax.block_until_ready(fn(*args))
-    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu) / repeats
-
-
-def run(config: dict[str, Any]) -> dict[str, Any]:
-    with jax.enable_x64(False):
-        return _run(config)
-
-
-def _run(config: dict[str, Any]) -> dict[str, Any]:
+def problem(config: dict[str, Any]):
+    """`(net, gene_map, x, y, genotypes)`, the same for the same `config` (seed 0): a
+    random sparse MLP of 784 inputs, `hidden` units and `classes` outputs, its gene map
+    of `genes` genes, `images` MNIST-like images `x (images, 784)` (about a fifth of
+    the pixels ink, the top 4 rows blank) with labels `y (images,)`, and a chunk of
+    `chunk` binary genotypes `(chunk, genes)` float32."""
     rng = np.random.default_rng(0)
-    n_in, hidden, classes, images = 784, config["hidden"], config["classes"], config["images"]
-    c = config["chunk"]
-    net = random_sparse_mlp(rng, n_in, hidden, classes, 0.1)
+    n_in, images = 784, config["images"]
+    net = random_sparse_mlp(rng, n_in, config["hidden"], config["classes"], 0.1)
     gene_map = random_gene_map(rng, net.n_links, config["genes"], 0.0025, dtype=np.float32)
-    # MNIST-like inputs: about a fifth of the pixels are ink, the border is blank.
     x = rng.uniform(size=(images, n_in)) * (rng.uniform(size=(images, n_in)) < 0.2)
     x.reshape(images, 28, 28)[:, :4] = 0.0
-    y = rng.integers(0, classes, images)
-    genotypes = jnp.asarray(rng.uniform(size=(c, config["genes"])) < 0.5, jnp.float32)
+    y = rng.integers(0, config["classes"], images)
+    genotypes = jnp.asarray(rng.uniform(size=(config["chunk"], config["genes"])) < 0.5, jnp.float32)
+    return net, gene_map, x, y, genotypes
+
+
+def run(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
+    """Every route timed together by `timer` (wall and CPU seconds: the mean of
+    `repeats` calls after a compiling one), after checking that they agree."""
+    with jax.enable_x64(False):
+        return _run(config, timer)
+
+
+def _run(config: dict[str, Any], timer: Timer) -> dict[str, Any]:
+    hidden, classes, images, c = (
+        config["hidden"],
+        config["classes"],
+        config["images"],
+        config["chunk"],
+    )
+    net, gene_map, x, y, genotypes = problem(config)
     labels = jnp.asarray(y)
     x32 = jnp.asarray(x, jnp.float32)
 
@@ -116,15 +122,14 @@ def _run(config: dict[str, Any]) -> dict[str, Any]:
 
     reference = np.asarray(dense(genotypes))
     routes = {"dense": dense, "whole_layer": whole_layer, "blocked": blocked}
-    wall, cpu = {}, {}
-    for name, fn in routes.items():
+    for fn in routes.values():
         np.testing.assert_allclose(np.asarray(fn(genotypes)), reference, rtol=2e-3)
-        wall[name], cpu[name] = _seconds(fn, genotypes, repeats=config["repeats"])
     bfloat16_error = float(np.max(np.abs(np.asarray(blocked_bfloat16(genotypes)) / reference - 1)))
-    wall["blocked_bfloat16"], cpu["blocked_bfloat16"] = _seconds(
-        blocked_bfloat16, genotypes, repeats=config["repeats"]
-    )
-    peak = matmul_peak(config["matmul_size"], config["repeats"] + 1)["flops_per_s"]
+    routes["blocked_bfloat16"] = blocked_bfloat16
+    timed = timer({name: partial(fn, genotypes) for name, fn in routes.items()}, config["repeats"])
+    wall = {name: t.mean for name, t in timed.items()}
+    cpu = {name: t.cpu_mean for name, t in timed.items()}
+    peak = matmul_peak(config["matmul_size"], config["repeats"] + 1, timer=timer)["flops_per_s"]
     evaluations = c * images
     flops = 2.0 * evaluations * len(inputs.links)  # active first-layer links + H x C outputs
     fastest = min(("blocked", "whole_layer", "dense"), key=wall.get)  # float32 routes

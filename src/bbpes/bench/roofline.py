@@ -18,17 +18,17 @@ import jax.numpy as jnp
 
 from . import Benchmark
 from .network import PAPER_SIZES, QUICK_SIZES, neuron_steps, problem
-from .timing import load_average, time_call
+from .timing import Timer, load_average, time_call, time_interleaved
 
 
-def matmul_peak(size: int, repeat: int) -> dict[str, float]:
+def matmul_peak(size: int, repeat: int, *, timer: Timer = time_interleaved) -> dict[str, float]:
     """FLOP/s of a float32 `(size, size) @ (size, size)` matmul (2 size^3 FLOPs), best
-    of `repeat`."""
+    of `repeat` calls timed by `timer`."""
     keys = jax.random.split(jax.random.key(0))
     a, b = (jax.random.normal(k, (size, size), jnp.float32) for k in keys)
     matmul = jax.jit(jnp.matmul)
-    seconds = time_call(lambda: matmul(a, b), repeat)
-    return {"flops_per_s": 2.0 * size**3 / seconds["best"], "seconds": seconds["best"]}
+    seconds = time_call(lambda: matmul(a, b), repeat, timer=timer).best
+    return {"flops_per_s": 2.0 * size**3 / seconds, "seconds": seconds}
 
 
 def step_cost(network, population, batch: int, n_cells: int) -> dict[str, float]:
@@ -42,12 +42,12 @@ def step_cost(network, population, batch: int, n_cells: int) -> dict[str, float]
     return {"flops": float(cost["flops"]), "transcendentals": float(cost.get("transcendentals", 0))}
 
 
-def run(config: dict[str, Any]) -> dict[str, Any]:
+def run(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
     with jax.enable_x64(False):
-        peak = matmul_peak(config["matmul_size"], config["repeat"])
+        peak = matmul_peak(config["matmul_size"], config["repeat"], timer=timer)
         task, network, _, tokens, labels, population = problem(config)
         forward = jax.jit(jax.vmap(lambda w: task.loss(network, w, tokens, labels)))
-        seconds = time_call(lambda: forward(population), config["repeat"])
+        seconds = time_call(lambda: forward(population), config["repeat"], timer=timer)
         n, b, p = config["n_cells"], config["batch"], config["samples"]
         k = 3  # outputs
         d = task.codes.shape[1]
@@ -56,12 +56,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         matmul_flops = 2.0 * p * b * n * (n + k) * steps
         input_flops = 2.0 * p * b * d * n * task.n_inputs
         total_flops = per_step["flops"] * steps + input_flops
-    best = seconds["best"]
+    best = seconds.best
     return {
         "load_average": load_average(),
         "matmul_peak_flops_per_s": peak["flops_per_s"],
         "forward_seconds": best,
-        "forward_seconds_median": seconds["median"],
+        "forward_seconds_median": seconds.median,
         "neuron_steps_per_s": neuron_steps(config, task, p) / best,
         "flops_per_neuron_step": per_step["flops"] / (p * b * n),
         "transcendentals_per_neuron_step": per_step["transcendentals"] / (p * b * n),

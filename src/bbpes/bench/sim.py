@@ -56,13 +56,11 @@ wall time penalises programs that synchronise threads.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..errors import ConfigError
 from ..models.bnn import RecurrentNetwork
@@ -76,32 +74,9 @@ from .network import (
     plain_scan,
     problem,
 )
-from .timing import load_average
+from .timing import Timer, load_average, time_interleaved
 
 ROUTES = ("full_rank", "trials_first", "fused_readout", "unrolled", "low_rank_r1", "low_rank_r4")
-
-
-def time_interleaved(
-    calls: dict[str, Callable[[], Any]], repeat: int
-) -> tuple[dict[str, dict], dict[str, Any]]:
-    """Seconds per call of each `calls[name]()`: one warm-up call each (compilation),
-    then `repeat` rounds that call every one in turn. Returns, per name, the best
-    wall-clock `seconds`, the best `cpu_seconds` (this process, all threads) and the
-    warm-up's `first_seconds`; and the warm-up calls' results."""
-    times, results = {}, {}
-    for name, call in calls.items():
-        t0 = time.perf_counter()
-        results[name] = jax.block_until_ready(call())
-        times[name] = {"first_seconds": time.perf_counter() - t0, "seconds": np.inf}
-        times[name]["cpu_seconds"] = np.inf
-    for _ in range(max(repeat, 1)):
-        for name, call in calls.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            jax.block_until_ready(call())
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            times[name]["seconds"] = min(times[name]["seconds"], wall)
-            times[name]["cpu_seconds"] = min(times[name]["cpu_seconds"], cpu)
-    return times, results
 
 
 def route_calls(config: dict[str, Any]) -> tuple[dict[str, Callable[[], Any]], Any]:
@@ -143,13 +118,19 @@ def route_calls(config: dict[str, Any]) -> tuple[dict[str, Callable[[], Any]], A
     return calls, task
 
 
-def ours(config: dict[str, Any]) -> dict[str, Any]:
-    """Plain and every route, timed in the same rounds; rates and ratios."""
+def ours(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
+    """Plain and every route, timed in the same rounds by `timer`; rates and ratios.
+    Per route: the best wall-clock `seconds`, the best `cpu_seconds` (this process,
+    all threads) and the warm-up's `first_seconds`."""
     with jax.enable_x64(False):
         calls, task = route_calls(config)
-        times, results = time_interleaved(calls, config["repeat"])
+        timed = timer(calls, config["repeat"])
+    times = {
+        name: {"first_seconds": t.first, "seconds": t.best, "cpu_seconds": t.cpu_best}
+        for name, t in timed.items()
+    }
     dense = [r for r in ("full_rank", "trials_first", "fused_readout", "unrolled") if r in calls]
-    readouts = {r: results[r] for r in dense}
+    readouts = {r: timed[r].result for r in dense}
     work = {name: neuron_steps(config, task, config["samples"]) for name in calls}
     work["batch_only"] = neuron_steps(config, task, 1)
     out: dict[str, Any] = {"routes": {}}
@@ -174,13 +155,13 @@ def ours(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(config: dict[str, Any]) -> dict[str, Any]:
+def run(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
     unknown = [name for name in config["brian2_configs"] if name not in BRIAN2_CONFIGS]
     if unknown:
         known = ", ".join(BRIAN2_CONFIGS)
         raise ConfigError(f"unknown Brian2 configuration {unknown[0]!r} (known: {known})")
     load = load_average()
-    mine = ours(config)
+    mine = ours(config, timer=timer)
     routes = mine["routes"]
     full = routes.get("full_rank", routes["batch_only"])
     per_cpu_s = {
