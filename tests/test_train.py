@@ -267,6 +267,58 @@ def test_compile_step_runs_the_same_step_and_reads_its_peak_memory():
     # the targets are an argument of the step: 9,990 more rows of 3 float64s at least
     grown = compile_step(learner, jnp.zeros(3), key, large).peak_bytes - step.peak_bytes
     assert grown >= (10_000 - 10) * 3 * 8
-    with pytest.raises(ValueError, match="very learner"):
+    with pytest.raises(ValueError, match="array leaves only"):  # other code (closures)
         other = GradientLearner(bptt(mean_loss), optax.adam(0.05))
         train(other, jnp.zeros(3), key, steps=1, batch=lambda i: (small,), step=step)
+
+
+def test_a_batch_that_is_not_a_tuple_is_the_one_data_argument():
+    def dict_loss(params, data):
+        return jnp.sum((params - data["target"]) ** 2)
+
+    learner = GradientLearner(bptt(loss), optax.adam(0.05))
+    as_tuple = train(learner, jnp.zeros(3), jax.random.key(0), steps=3, batch=batch, progress="off")
+    as_array = train(
+        learner,
+        jnp.zeros(3),
+        jax.random.key(0),
+        steps=3,
+        batch=lambda i: batch(i)[0],
+        progress="off",
+    )
+    assert_same_state(as_array.state, as_tuple.state)
+    as_dict = train(
+        GradientLearner(bptt(dict_loss), optax.adam(0.05)),
+        jnp.zeros(3),
+        jax.random.key(0),
+        steps=3,
+        batch=lambda i: {"target": batch(i)[0]},
+        progress="off",
+    )
+    assert_same_state(as_dict.state, as_tuple.state)
+
+
+def test_one_compiled_step_serves_every_value_of_a_tunable_learner():
+    from bbpes.signals import LossForms, make_learner, tunable_learner
+
+    forms = LossForms(loss=loss)
+    settings = {"lr": 0.05, "sigma": 0.05, "samples": 20}
+    adam = lambda s: optax.adam(s["lr"])
+    learner = tunable_learner("es", forms, adam, settings)
+    step = compile_step(learner, jnp.zeros(3), jax.random.key(0), *batch(0))
+    for lr, sigma in ((0.05, 0.05), (0.2, 0.01)):
+        other = learner.with_hyper(lr=lr, sigma=sigma)
+        assert step.serves(other)
+        reused = train(other, jnp.zeros(3), jax.random.key(1), steps=5, batch=batch, step=step)
+        s = {**settings, "lr": lr, "sigma": sigma}
+        fresh = train(
+            make_learner("es", forms, optax.adam(lr), s),
+            jnp.zeros(3),
+            jax.random.key(1),
+            steps=5,
+            batch=batch,
+        )
+        np.testing.assert_allclose(reused.params, fresh.params, rtol=1e-6)
+        assert reused.history[0]["compile_seconds"] == 0.0
+    # another static setting (samples) is another program
+    assert not step.serves(tunable_learner("es", forms, adam, {**settings, "samples": 10}))

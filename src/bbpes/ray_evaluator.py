@@ -313,7 +313,7 @@ def ray_es(
 
     **Returns:** `f(params, key, *args) -> (loss, grads)`; with `has_aux`,
     `((loss, {"retried": int, "failed": int}), grads)`, the retry counts of this
-    estimate (for `GradientLearner(..., has_aux=True)`, so they go into the history).
+    estimate (a `GradientLearner` puts them into the history).
     Jittable (the evaluation is a `jax.pure_callback`), not differentiable.
     """
     check_settings(samples, antithetic, baseline, rank, structured=False)

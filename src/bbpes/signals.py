@@ -13,14 +13,18 @@ assumed (`bbpes.bench`), so it is not part of this table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from .errors import ConfigError
+from .learners.base import AbstractLearner
 from .learners.evosax_names import STRATEGIES
+from .learners.tunable import Tunable
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class Signal:
     - `cost`: forward-pass equivalents per iteration, as a formula of the settings.
     - `memory`: how its memory grows with the trial length T.
     - `reference`: where it comes from.
+    - `observations`: whether it takes a loss observed at many times along the solution
+      (an observation cost); pnde cannot.
+    - `guide`: loss forms of which it needs one besides `needs` (guided ES: a truncated
+      or surrogate-spike loss, for its guiding gradient).
     """
 
     name: str
@@ -47,6 +55,8 @@ class Signal:
     cost: str
     memory: str
     reference: str
+    observations: bool = True
+    guide: tuple[str, ...] = ()
 
 
 SIGNALS: dict[str, Signal] = {
@@ -101,6 +111,7 @@ SIGNALS: dict[str, Signal] = {
             "measured",
             "linear in solver steps",
             "diffrax RecursiveCheckpointAdjoint",
+            observations=False,
         ),
         Signal(
             "fnde",
@@ -151,6 +162,7 @@ SIGNALS: dict[str, Signal] = {
             "samples + 1 + the surrogate's (truncated BPTT: about 5 on evidence quick)",
             "flat (the surrogate's: bounded by the truncation)",
             "Maheswaranathan et al. 2019, Guided ES (arXiv 1806.10230)",
+            guide=("truncated_loss", "surrogate_loss"),
         ),
         Signal(
             "bptt_surrogate",
@@ -227,15 +239,67 @@ def names() -> tuple[str, ...]:
     return (*SIGNALS, *EVOSAX_METHODS)
 
 
-def available(forms: LossForms) -> tuple[str, ...]:
-    """The method names whose loss form `forms` offers (guided ES also needs a
-    truncated or surrogate-spike loss for its guiding gradient)."""
-    guided = forms.truncated_loss is not None or forms.surrogate_loss is not None
+def _offered(forms: LossForms | Iterable[str]) -> set[str]:
+    if isinstance(forms, LossForms):
+        return {k for k, v in vars(forms).items() if v is not None}
+    return set(forms)
+
+
+def available(forms: LossForms | Iterable[str]) -> tuple[str, ...]:
+    """The method names whose loss form `forms` (a `LossForms`, or the names of its
+    fields) offers, and one of their `guide` forms where they need one."""
+    offered = _offered(forms)
     return tuple(
         n
         for n in names()
-        if getattr(forms, signal(n).needs) is not None and (n != "guided_es" or guided)
+        if signal(n).needs in offered and (not signal(n).guide or offered & set(signal(n).guide))
     )
+
+
+def unsupported(forms: LossForms | Iterable[str], *, observed: bool = False) -> dict[str, str]:
+    """The signals whose loss form `forms` offers but that cannot train this task, each
+    with why: those lacking a `guide` form, and, for a loss `observed` at many times
+    along the solution, those that cannot take one (`Signal.observations`)."""
+    offered, out = _offered(forms), {}
+    for n in names():
+        info = signal(n)
+        if info.needs not in offered:
+            continue
+        if info.guide and not offered & set(info.guide):
+            out[n] = (
+                f"{n} needs a {' or '.join(info.guide)} for its guiding gradient, which this task has no form of"
+            )
+        elif observed and not info.observations:
+            out[n] = (
+                f"{n} cannot take a loss observed at many times (an observation cost); use fnde"
+            )
+    return out
+
+
+HYPERPARAMETERS = ("lr", "lr_es", "sigma")
+"""The settings a `Tunable` learner takes as data: the step sizes and the perturbation scale."""
+
+
+def tunable_learner(
+    method: str,
+    forms: LossForms,
+    optimizer: Callable[[Mapping[str, Any]], optax.GradientTransformation],
+    settings: Mapping[str, Any],
+) -> Tunable:
+    """`make_learner(method, forms, optimizer(s), s)` with the `HYPERPARAMETERS` of
+    `settings` as data: `s` is `settings` with those replaced by scalar arrays (float32,
+    or float64 under `jax.enable_x64`), so `optimizer(s)` must read its learning rate
+    from `s`. Bad settings raise here (the learner is built once at its values)."""
+    base = dict(settings)
+    dtype = jnp.result_type(float)
+    hyper = {k: jnp.asarray(base[k], dtype) for k in HYPERPARAMETERS if k in base}
+
+    def make(h: Mapping[str, Any]) -> AbstractLearner:
+        s = {**base, **h}
+        return make_learner(method, forms, optimizer(s), s)
+
+    make(hyper)
+    return Tunable(make, hyper)
 
 
 def make_learner(
@@ -316,7 +380,7 @@ def _evosax(method: str, forms: LossForms, optimizer, s: Mapping[str, Any]):
         method,
         forms.loss,
         population_size=int(s["samples"]),
-        std_init=float(s["sigma"]),
+        std_init=_number(s["sigma"]),
         optimizer=optimizer,
         surrogate=surrogate,
         chunk_size=s["es_chunk"] or None,
@@ -339,12 +403,17 @@ def _guided_es(forms: LossForms, optimizer, s: Mapping[str, Any], chunk: int | N
         forms.loss,
         bptt(surrogate),
         optimizer,
-        sigma=float(s["sigma"]) * float(s["n_params"]) ** 0.5,
+        sigma=_number(s["sigma"]) * float(s["n_params"]) ** 0.5,
         samples=int(s["samples"]),
         alpha=float(s["guided_alpha"]),
         k=int(s["guided_k"]),
         chunk_size=chunk,
     )
+
+
+def _number(x: Any) -> Any:
+    """`x` as a Python float, or as it is when it is an array (a `Tunable`'s hyperparameter)."""
+    return x if isinstance(x, jax.Array) else float(x)
 
 
 SIGNAL_DEFAULTS: dict[str, Any] = {

@@ -10,12 +10,15 @@ The jitted step is one module-level function that takes the learner as an argume
 so its compilation cache is keyed on the learner's static parts and the shapes of the
 state: training several seeds with one learner compiles once. `compile_step` compiles
 it ahead of time and reads the compiled program's peak memory, and `train(step=...)`
-runs that same executable.
+runs that same executable, for that learner or any learner that differs from it only
+in array leaves (`CompiledStep.serves`): e.g. the values of a learning-rate or sigma
+sweep of `bbpes.learners.Tunable`, whose hyperparameters are arrays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import time
@@ -58,6 +61,24 @@ def guarded_step(learner: AbstractLearner) -> Callable:
     return functools.partial(_guarded_jit, learner)
 
 
+def _static_part(learner: AbstractLearner) -> Any:
+    """What a compiled step bakes in: every leaf of `learner` that is not an array."""
+    return eqx.partition(learner, eqx.is_array)[1]
+
+
+def _placed(leaves: list, shardings: list) -> list:
+    """`leaves` (arrays) each where the compiled step expects it: a state that came out
+    of a sharded step (an ES population split over devices) may be replicated where the
+    program wants one device, or the other way round."""
+
+    def place(x, sharding):
+        if isinstance(x, jax.Array) and x.sharding != sharding:
+            return jax.device_put(x, sharding)
+        return x
+
+    return [place(x, s) for x, s in zip(leaves, shardings)]
+
+
 @dataclass(frozen=True)
 class CompiledStep:
     """The guarded step of `learner`, compiled ahead of time for one set of argument
@@ -66,6 +87,10 @@ class CompiledStep:
     - `compile_seconds`: tracing, lowering and compiling, wall seconds.
     - `peak_bytes`: XLA's buffer assignment of the compiled program, arguments +
       outputs + temporaries - aliased (None where the backend does not report it).
+
+    The executable takes the learner's array leaves as arguments and bakes in the rest,
+    so it also runs any learner that `serves` accepts (`for_learner`): one compilation
+    for every value of a hyperparameter that is an array, and for every seed.
     """
 
     learner: AbstractLearner
@@ -73,8 +98,36 @@ class CompiledStep:
     compile_seconds: float
     peak_bytes: int | None
 
+    def serves(self, learner: AbstractLearner) -> bool:
+        """Whether this executable computes `learner`'s step: its non-array leaves (code,
+        static settings) equal the compiled learner's; its arrays may differ in value
+        (their shapes and dtypes are checked when called)."""
+        if learner is self.learner:
+            return True
+        mine, theirs = _static_part(self.learner), _static_part(learner)
+        if jax.tree.structure(mine) != jax.tree.structure(theirs):
+            return False
+        return bool(eqx.tree_equal(mine, theirs))
+
+    def for_learner(self, learner: AbstractLearner) -> CompiledStep:
+        """This executable running `learner`'s step (`ValueError` unless it `serves` it)."""
+        if learner is self.learner:
+            return self
+        if not self.serves(learner):
+            raise ValueError(
+                "this CompiledStep was compiled for a learner with other static parts "
+                "(code or non-array settings); compile_step the new learner"
+            )
+        return dataclasses.replace(self, learner=learner)
+
     def __call__(self, state: Any, key: jax.Array, *batch: Any):
-        return self.compiled(self.learner, state, key, *batch)
+        c = self.compiled  # equinox's Compiled, with every argument where it is expected
+        dynamic = c.preprocess(c.info, (self.learner, state, key, *batch), {})
+        leaves, treedef = jax.tree.flatten(dynamic)
+        wanted = jax.tree.leaves(c.compiled.input_shardings[0])
+        if len(wanted) == len(leaves):  # else XLA pruned arguments: as given
+            dynamic = jax.tree.unflatten(treedef, _placed(leaves, wanted))
+        return c.postprocess(c.compiled(*dynamic))
 
 
 def compile_step(
@@ -153,7 +206,7 @@ def train(
     key: jax.Array,
     *,
     steps: int,
-    batch: Callable[[int], tuple] | None = None,
+    batch: Callable[[int], Any] | None = None,
     evaluate: Callable[[Any], dict[str, float]] | None = None,
     eval_every: int | None = None,
     run: RunDir | None = None,
@@ -172,8 +225,10 @@ def train(
 
     - `learner`: any `AbstractLearner`; `params`: the initial parameters (pytree).
     - `key`: step i uses `jax.random.fold_in(key, i)`.
-    - `batch(i) -> tuple`: the data arguments of step i (must depend on i only, so that
-      a resumed run sees the same data); None for none.
+    - `batch(i)`: the data of step i (must depend on i only, so that a resumed run sees
+      the same data): a tuple of the step's data arguments (`learner.step(state, key,
+      *batch(i))`), or anything else (an array, a dict...) as the one data argument;
+      None for no data.
     - `evaluate(params) -> dict`: held-out metrics (e.g. `{"accuracy": ...}`), run before
       the first step, every `eval_every` steps and after the last.
     - `run`, `label`, `tags`: where history records go (each carries `label` and the
@@ -181,8 +236,9 @@ def train(
     - `checkpoint_every`: steps between checkpoints (and always at the end).
     - `resume`: continue from this label's checkpoint if there is one.
     - `max_nonfinite`: stop early after this many consecutive non-finite steps.
-    - `step`: `compile_step(learner, ...)`'s executable, to run instead of the jitted
-      step (it must have been compiled for this `learner` and these shapes).
+    - `step`: a `compile_step` executable to run instead of the jitted step: compiled
+      for this `learner`, or for one it `serves` (the same learner but for array leaves,
+      such as `bbpes.learners.Tunable`'s hyperparameters), and for these shapes.
 
     Each step's record holds its metrics, `nonfinite` (the step was rejected) and
     `seconds` (cumulative wall time of the steps, compilation included). The first
@@ -192,8 +248,11 @@ def train(
 
     **Returns:** a `TrainResult` with the final state, params and this training's records.
     """
-    if step is not None and step.learner is not learner:
-        raise ValueError("train(step=...) needs the CompiledStep of this very learner")
+    if step is not None and not step.serves(learner):
+        raise ValueError(
+            "train(step=...) needs a CompiledStep of this learner, or of one that differs "
+            "from it in array leaves only"
+        )
     tags = {"label": label, **(tags or {})}
     state = learner.init(params)
     start, seconds, nonfinite_run = 0, 0.0, 0
@@ -214,7 +273,7 @@ def train(
         if run is not None:
             run.append_history(entries)
 
-    step_fn = step if step is not None else guarded_step(learner)
+    step_fn = step.for_learner(learner) if step is not None else guarded_step(learner)
     stopped = None
     if nonfinite_run >= max_nonfinite:
         stopped, start = f"{nonfinite_run} consecutive non-finite steps", steps
@@ -226,6 +285,7 @@ def train(
         for i in range(start, steps):
             t0 = time.perf_counter()
             args = batch(i) if batch is not None else ()
+            args = args if isinstance(args, tuple) else (args,)
             with _compile_timer() as compiling:
                 state, metrics = step_fn(state, jax.random.fold_in(key, i), *args)
                 metrics = _scalars(metrics)  # waits for the step

@@ -7,7 +7,8 @@ memory each method would need.
 Cases: A, non-explosive cells, 300 ms (50 inputs of 6 ms); B, explosive cells, 300 ms;
 C, non-explosive, 1 s (50 inputs of 20 ms). A method whose learning signal would need
 more memory than is available (predicted from XLA's compiled buffer assignment) is
-reported with its predicted need and not run. The task, the network and the loss forms
+reported with its predicted need and not run. Each method's step is compiled once: that
+executable gives the prediction and trains every seed. The task, the network and the loss forms
 are built by `bbpes.tasks.evidence_setup`; the learner of each method comes from
 `bbpes.signals.make_learner`, so every signal whose loss form the task offers is a
 `method` here.
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..memory import compiled_peak_bytes, learning_signal_peak_bytes, memory_limit_bytes
+from ..memory import compiled_peak_bytes, memory_limit_bytes
 from ..models.bnn import RecurrentNetwork, Weights
 from ..neurons import registry
 from ..parallel import population_mesh_for
@@ -43,7 +44,7 @@ from ..tasks.evidence_setup import (
     neuron_name,
     spike_rates,
 )
-from ..train import train
+from ..train import compile_step, train
 from .base import (
     MAX_LOOP,
     Experiment,
@@ -135,12 +136,15 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     for method in methods_of(config, "method"):
         mesh = population_mesh_for(config["samples"]) if shards(method) else None
         learner = make_learner(method, task, network, config, mesh)
-        need = learning_signal_peak_bytes(
+        # one compilation per method: its peak memory, and every seed's training
+        step = compile_step(
             learner,
             initial_weights(config, task, 0),
             jax.random.key(0),
             *example_batch(config, task),
         )
+        need = step.peak_bytes or 0
+        metrics[f"compile_seconds_{method}"] = step.compile_seconds
         if mesh is not None and jax.default_backend() == "cpu":
             need *= mesh.size  # XLA reports one device; a split CPU's devices share its memory
         metrics[f"predicted_bytes_{method}"] = need
@@ -151,7 +155,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
             )
             continue
         curves[method], trained[method], stopped = train_method(
-            method, learner, task, network, test, config, run_dir
+            method, learner, task, network, test, config, run_dir, step
         )
         metrics.update(stopped)
         metrics.update(summarise(method, curves[method]))
@@ -183,9 +187,11 @@ def optimizer(config: dict[str, Any], method: str) -> optax.GradientTransformati
     return signal_optimizer(method, config, adam)
 
 
-def train_method(method, learner, task, network, test, config, run_dir):
+def train_method(method, learner, task, network, test, config, run_dir, step=None):
     """Train `seeds` runs of one method from the same initial weights as every other
-    method. Returns (one history per run, the first run's weights, stop notes)."""
+    method, with the compiled `step` of `learner` if given (`bbpes.train.compile_step`:
+    one compilation for every seed). Returns (one history per run, the first run's
+    weights, stop notes)."""
     accuracy = eqx.filter_jit(task.accuracy)
     runs, stopped, first = [], {}, None
     for k in range(config["seeds"]):
@@ -201,6 +207,7 @@ def train_method(method, learner, task, network, test, config, run_dir):
             label=f"{method}-seed{k}",
             tags={"method": method, "run": k},
             resume=config["resume"],
+            step=step,
         )
         runs.append(result.history)
         first = result.params if first is None else first

@@ -57,10 +57,9 @@ METHODS = (*signal_choices(), SCALED)
 FORMS = frozenset({"loss", "ode_loss"})
 """The loss forms the task offers: the solve differentiated through its steps, and the ODE."""
 
-UNSUPPORTED = {
-    "pnde": "pnde cannot take a loss observed at many times (an observation cost); use fnde"
-}
-"""Signals whose loss form the task has but that cannot use it, with the reason."""
+UNSUPPORTED = signals.unsupported(FORMS, observed=True)
+"""Signals whose loss form the task has but that cannot use it, with the reason (from the
+registry: the loss observes the solution at `n_points` times; no truncated form)."""
 
 FIELDS = {
     "plain": {
@@ -349,8 +348,8 @@ EXPERIMENT = Experiment(
     check=check,
     help=signal_help(
         {
-            "methods": "any signal of `bbpes.signals` on the plain loss (es, bptt, pnde, fnde...), "
-            "or bptt_scaled (species-scaled loss)",
+            "methods": "any signal of `bbpes.signals` on the plain loss (es, bptt, fnde...), "
+            "or bptt_scaled (species-scaled loss); not offered: " + "; ".join(UNSUPPORTED.values()),
             "field": "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
             "sigma": "ES perturbation scale (default: the field's preset)",
             "rank_shaping": "ES weights the perturbations by centered ranks of their losses (default: the field's preset)",

@@ -51,11 +51,10 @@ from .base import (
 OFFERED = LossForms(loss=Spiral.loss, ode_loss=Spiral.ode_loss)
 """The loss forms a `Spiral` offers (`loss_forms`); only which fields are set matters."""
 
-UNSUPPORTED = {
-    "pnde": "the spiral's loss observes the solution at many times",
-    "guided_es": "it needs a truncated or surrogate gradient, which an ODE fit has no form of",
-}
-"""Signals whose loss form exists but that cannot train the spiral, and why."""
+UNSUPPORTED = signals.unsupported(OFFERED, observed=True)
+"""Signals whose loss form exists but that cannot train the spiral, and why (from the
+registry: the loss observes the solution at many times; an ODE fit has no truncated or
+surrogate form)."""
 
 METHODS = tuple(m for m in signals.available(OFFERED) if m not in UNSUPPORTED)
 
@@ -286,7 +285,8 @@ DEFAULTS = {
 
 HELP = {
     "hidden": "tanh hidden units of the MLP vector field (paper: 50 and 1000)",
-    "method": f"learning signals, comma-separated: {', '.join(METHODS)}",
+    "method": f"learning signals, comma-separated: {', '.join(METHODS)}; not offered: "
+    + "; ".join(UNSUPPORTED.values()),
     "runs": "independent runs (initialisation, minibatches, noise), trained together",
     "samples": "ES perturbations per iteration (mirrored pairs)",
     "sigma": "ES perturbation scale (paper: 0.1; the H = 50 sweep here found 0.003 best)",

@@ -21,16 +21,12 @@ import numpy as np
 
 from .. import plotting
 from ..runs import RunDir
+from ..tasks.spiral_metrics import iterations_to_target, running_median, seconds_at
+from ..tasks.spiral_runs import make_task
 from .base import MAX_LOOP, Experiment, require, require_at_least, require_fits, require_positive
 from .spiral import DEFAULTS as SPIRAL_DEFAULTS
 from .spiral import HELP as SPIRAL_HELP
-from .spiral import (
-    iterations_to_target,
-    make_task,
-    running_median,
-    seconds_at,
-    train_members,
-)
+from .spiral import train_members
 
 
 def sweep(task, config: dict, run_dir: RunDir, samples: int) -> dict[float, list[dict]]:

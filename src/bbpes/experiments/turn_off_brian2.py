@@ -44,9 +44,9 @@ def params0(config: dict[str, Any]) -> dict[str, jax.Array]:
     return {"i_app": jnp.asarray(config["i_app0"], jnp.result_type(float))}
 
 
-def train_one(estimator, config: dict[str, Any], run_dir: RunDir, label: str, has_aux: bool):
+def train_one(estimator, config: dict[str, Any], run_dir: RunDir, label: str):
     return train(
-        GradientLearner(estimator, optax.adam(config["lr"]), has_aux=has_aux),
+        GradientLearner(estimator, optax.adam(config["lr"])),
         params0(config),
         jax.random.key(config["seed"]),
         steps=config["steps"],
@@ -90,7 +90,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
             jax.jit(jax.vmap(lambda i: jax_task.loss({"i_app": i})))(jnp.asarray(grid))
         )
         estimator = ray_es(evaluator, config["sigma"], config["samples"], has_aux=True)
-        brian2 = train_one(estimator, config, run_dir, "es_brian2", has_aux=True)
+        brian2 = train_one(estimator, config, run_dir, "es_brian2")
         stats = evaluator.stats
         final = evaluator.evaluate([{"i_app": np.asarray(brian2.params["i_app"])}])[0]
     metrics.update(
@@ -113,7 +113,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     curves = {"es_brian2": brian2.history}
     if config["compare_jax"]:
         estimator = es(jax_task.loss, config["sigma"], config["samples"])
-        jax_run = train_one(estimator, config, run_dir, "es_jax", has_aux=False)
+        jax_run = train_one(estimator, config, run_dir, "es_jax")
         final_jax = float(jax_task.loss(jax_run.params))
         metrics.update(
             {

@@ -20,3 +20,4 @@ from .nne import NNE as NNE
 from .nne import GeneMap as GeneMap
 from .nne import NNEState as NNEState
 from .repeated import Repeated as Repeated
+from .tunable import Tunable as Tunable

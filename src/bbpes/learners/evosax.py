@@ -98,7 +98,8 @@ class EvosaxLearner(AbstractLearner):
       any distribution-based name in `evosax.algorithms.algorithms` is accepted).
     - `population_size`: members per generation (even for the mirrored strategies).
     - `std_init`: the initial search std in parameter units (None: evosax's default, 1.0),
-      given to the strategy as its `std_init` parameter or its constant `std_schedule`.
+      given to the strategy as its `std_init` parameter or its constant `std_schedule`;
+      a float, or a scalar array (then data to the compiled step, not a constant).
     - `optimizer`: the optax optimizer of the strategies that take one (Open_ES, SNES,
       xNES, PGPE, ARS, NoiseReuseES, PersistentES, GuidedES); None keeps evosax's
       default. Given to a strategy without one (CMA-ES, Sep-CMA-ES): a `ConfigError`.
@@ -116,7 +117,7 @@ class EvosaxLearner(AbstractLearner):
     loss_fn: Callable[..., Array]
     name: str = eqx.field(static=True)
     population_size: int = eqx.field(static=True)
-    std_init: float | None = None
+    std_init: float | Array | None = None
     optimizer: optax.GradientTransformation | None = None
     surrogate: Callable[..., Any] | None = None
     chunk_size: int | None = eqx.field(default=None, static=True)
@@ -142,7 +143,7 @@ class EvosaxLearner(AbstractLearner):
             raise ConfigError(f"evosax {name} samples mirrored pairs: population_size must be even")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ConfigError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
-        if std_init is not None and not std_init > 0:
+        if std_init is not None and not isinstance(std_init, jax.core.Tracer) and not std_init > 0:
             raise ConfigError(f"evosax {name} needs std_init > 0, got {std_init!r}")
         if surrogate is not None and name != "GuidedES":
             raise ConfigError(f"a surrogate gradient only guides GuidedES, not {name}")
@@ -163,12 +164,14 @@ class EvosaxLearner(AbstractLearner):
             raise ConfigError(f"unknown settings {unknown} for evosax {name} (known: {known})")
         if std_init is not None and ("std_schedule" in ctor or "std_init" in overrides):
             raise ConfigError(f"evosax {name}: give the initial std once (std_init=)")
-        # A constant `std_schedule` is built in `_algorithm`, not here: a new closure per
-        # learner would make equal learners unequal, and recompile the training step.
-        if std_init is not None and "std_schedule" not in accepted:
-            if "std_init" not in fields:
-                raise ConfigError(f"evosax {name} has no initial std to set")
-            overrides["std_init"] = float(std_init)
+        # `std_init` joins the params (or a constant `std_schedule`) in `_params` and
+        # `_algorithm`, not here: a field, it stays an array when given one, so that a
+        # sweep of it runs one compiled step; and a new closure per learner would make
+        # equal learners unequal, and recompile the training step.
+        if std_init is not None and "std_schedule" not in accepted and "std_init" not in fields:
+            raise ConfigError(f"evosax {name} has no initial std to set")
+        if isinstance(std_init, int | float):
+            std_init = float(std_init)
         self.loss_fn = loss_fn
         self.name = name
         self.population_size = population_size
@@ -190,7 +193,7 @@ class EvosaxLearner(AbstractLearner):
             if self.optimizer is not None:
                 ctor["optimizer"] = self.optimizer
             if self.std_init is not None and "std_schedule" in _constructor_args(cls):
-                ctor["std_schedule"] = optax.constant_schedule(float(self.std_init))
+                ctor["std_schedule"] = optax.constant_schedule(self.std_init)
             try:
                 return cls(self.population_size, template, **ctor)
             except AssertionError as error:  # evosax checks its settings with `assert`
@@ -202,6 +205,8 @@ class EvosaxLearner(AbstractLearner):
         one, seconds); eager for the strategies whose defaults need concrete numbers
         (LM_MA_ES sizes its memory with `int(...)`)."""
         overrides = {k: jnp.asarray(v) for k, v in self.param_overrides}
+        if self.std_init is not None and "std_schedule" not in _constructor_args(type(algorithm)):
+            overrides["std_init"] = jnp.asarray(self.std_init)
         try:
             defaults = algorithm.default_params
         except jax.errors.ConcretizationTypeError:

@@ -19,8 +19,11 @@ class GradientState(eqx.Module):
 
 class GradientLearner(AbstractLearner):
     """`estimator(params, key, *batch) -> (loss, grads)` (see `bbpes.estimators`) plus an
-    optax `optimizer`. With `has_aux`, the estimator returns `((loss, aux), grads)` and
-    aux (a dict of scalars) joins the metrics.
+    optax `optimizer`. An estimator made with `has_aux=True` (`bptt`, `es`,
+    `forward_gradient`, `ray_es`) returns `((loss, aux), grads)`: the learner sees the
+    pair and aux (a dict of scalars) joins the metrics, so `has_aux` is said once, to
+    the estimator. (`has_aux` here is optional: None reads it from the estimator's
+    output; True or False must agree with it.)
 
     A step whose loss or gradient is non-finite (an ES population that all diverged,
     a failed ODE solve: the estimators return NaN gradients then) is rejected whole:
@@ -30,14 +33,20 @@ class GradientLearner(AbstractLearner):
 
     estimator: Callable[..., tuple[Any, Any]]
     optimizer: optax.GradientTransformation
-    has_aux: bool = eqx.field(default=False, static=True)
+    has_aux: bool | None = eqx.field(default=None, static=True)
 
     def init(self, params: Any) -> GradientState:
         return GradientState(params, self.optimizer.init(params))
 
     def step(self, state: GradientState, key: Array, *batch: Any) -> tuple[GradientState, dict]:
         value, grads = self.estimator(state.params, key, *batch)
-        loss, aux = value if self.has_aux else (value, {})
+        paired = isinstance(value, tuple)  # (loss, aux); a loss is one array
+        if self.has_aux is not None and self.has_aux != paired:
+            raise ValueError(
+                f"GradientLearner(has_aux={self.has_aux}) but the estimator returns "
+                f"{'(loss, aux)' if paired else 'a loss alone'}; leave has_aux out"
+            )
+        loss, aux = value if paired else (value, {})
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}

@@ -141,7 +141,8 @@ class GuidedES(AbstractLearner):
     - `surrogate(params, key, *batch) -> (loss, grads)`: any estimator (see
       `bbpes.estimators`), e.g. `bptt(truncated_loss)` or `bptt(surrogate_loss)`.
     - `optimizer`: applied to the Guided ES estimate.
-    - `sigma`: size of a whole perturbation (E|eps|^2 = sigma^2), in params units.
+    - `sigma`: size of a whole perturbation (E|eps|^2 = sigma^2), in params units (a
+      float, or a scalar array: then it is data to the compiled step, not a constant).
     - `samples`: perturbed losses per step, even (P = samples / 2 mirrored pairs).
     - `alpha`: share of the search variance that is isotropic, in [0, 1].
     - `k`: how many past surrogate gradients span the guiding subspace.
@@ -157,7 +158,7 @@ class GuidedES(AbstractLearner):
     loss_fn: Callable[..., Any]
     surrogate: Callable[..., tuple[Any, Any]]
     optimizer: optax.GradientTransformation
-    sigma: float
+    sigma: float | Array
     samples: int = eqx.field(static=True)
     alpha: float = 0.5
     k: int = eqx.field(default=1, static=True)
@@ -169,7 +170,7 @@ class GuidedES(AbstractLearner):
             raise ConfigError(f"guided ES samples must be an integer, got {self.samples!r}")
         if self.samples < 2 or self.samples % 2:
             raise ConfigError(f"guided ES needs an even samples >= 2, got {self.samples}")
-        if not self.sigma > 0:
+        if not isinstance(self.sigma, jax.core.Tracer) and not self.sigma > 0:
             raise ConfigError(f"guided ES sigma must be positive, got {self.sigma}")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"guided ES alpha must be in [0, 1], got {self.alpha}")

@@ -2,8 +2,10 @@
 
 For every signal of a regime:
 
-1. **Calibrate** (in the same command as every other signal): compile its step, read
-   the compiled program's peak bytes, time a few steps and one forward pass. The
+1. **Calibrate** (in the same command as every other signal): compile its step once
+   (`compiled_step`: its step sizes and sigma are data, `bbpes.learners.Tunable`, so
+   this one executable also trains every tuning value and seed below), read the
+   compiled program's peak bytes, time a few steps and one forward pass. The
    wall-clock budget B becomes a step count, `floor(B / step_seconds)`, so that a run
    is deterministic, exactly resumable, and every signal gets the same seconds on this
    machine at this load. The calibration is stored, so a resumed grid keeps the same
@@ -32,9 +34,10 @@ import numpy as np
 import optax
 
 from ..devices import available_memory_bytes
+from ..learners.base import AbstractLearner
 from ..runs import RunDir
-from ..signals import forward_passes, make_learner, signal
-from ..train import compile_step, train
+from ..signals import Tunable, forward_passes, signal, tunable_learner
+from ..train import CompiledStep, compile_step, train
 from .problem import Problem, Regime
 
 Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
@@ -56,15 +59,42 @@ def _block(tree):
     )
 
 
-def calibrate(problem: Problem, learner, repeats: int = 5) -> dict[str, float]:
+def signal_learner(
+    problem: Problem, method: str, settings: Mapping[str, Any], optimizer: Optimizer
+) -> Tunable:
+    """`method`'s learner on `problem` at `settings`, its step sizes and sigma as data."""
+    return tunable_learner(method, problem.forms, lambda s: optimizer(method, s), settings)
+
+
+def compiled_step(
+    problem: Problem, method: str, optimizer: Optimizer = default_optimizer
+) -> CompiledStep:
+    """`method`'s guarded step on `problem` at its base settings, compiled once and kept
+    in `problem.compiled`: its learner's `with_hyper` values (any tuning value) and any
+    run's params, key and data run this same executable."""
+    slot = (method, optimizer)
+    if slot not in problem.compiled:
+        learner = signal_learner(problem, method, problem.settings, optimizer)
+        args = problem.batch(0, 0) if problem.batch is not None else ()
+        problem.compiled[slot] = compile_step(learner, problem.init(0), jax.random.key(0), *args)
+    return problem.compiled[slot]
+
+
+def calibrate(
+    problem: Problem, learner: AbstractLearner | CompiledStep, repeats: int = 5
+) -> dict[str, float]:
     """Seconds of one step and of one forward pass (each the fastest of `repeats`, after
     compiling: the least disturbed by other load on a shared machine), the compile
-    seconds and the compiled step's peak bytes."""
+    seconds and the compiled step's peak bytes, of `learner`'s step (compiled here) or
+    of a step compiled before (`compile_step`)."""
     params = problem.init(0)
-    state = learner.init(params)
     args = problem.batch(0, 0) if problem.batch is not None else ()
     key = jax.random.key(0)
-    compiled = compile_step(learner, params, key, *args)  # the loop's own guarded step
+    if isinstance(learner, CompiledStep):
+        compiled = learner
+    else:  # the loop's own guarded step
+        compiled = compile_step(learner, params, key, *args)
+    state = compiled.learner.init(params)
     _block(compiled(state, key, *args))
     steps, forwards = [], []
     forward = eqx.filter_jit(problem.forward or problem.forms.loss)
@@ -112,8 +142,15 @@ def train_cell(
     evals: int = 10,
 ) -> dict[str, Any]:
     """Train one (signal, setting, run) for `steps` steps; returns its summary and
-    history (the metric every `steps / evals` steps)."""
-    learner = make_learner(method, problem.forms, optimizer(method, settings), settings)
+    history (the metric every `steps / evals` steps). The step is `compiled_step`'s
+    where `settings` differ from the problem's only in hyperparameters (data)."""
+    step = compiled_step(problem, method, optimizer)
+    hyper = {k: v for k, v in settings.items() if k in step.learner.hyper}
+    rest = {k: v for k, v in settings.items() if k not in hyper}
+    if rest == {k: v for k, v in problem.settings.items() if k not in hyper}:
+        learner = step.learner.with_hyper(**hyper)
+    else:  # another static setting: another program
+        learner, step = signal_learner(problem, method, settings, optimizer), None
     result = train(
         learner,
         problem.init(run),
@@ -127,6 +164,7 @@ def train_cell(
         tags={"regime": regime.name, "method": method, "run": run},
         resume=resume,
         progress_keys=("loss", regime.metric),
+        step=step,
     )
     curve = [
         {"step": r["step"], "seconds": r.get("seconds", 0.0), regime.metric: r[regime.metric]}
@@ -168,9 +206,7 @@ def calibration_for(
     stored = _read(run_dir, name)  # a fresh run directory holds none
     if stored is not None:
         return stored
-    base = dict(problem.settings)
-    learner = make_learner(method, problem.forms, optimizer(method, base), base)
-    calibration = calibrate(problem, learner)
+    calibration = calibrate(problem, compiled_step(problem, method, optimizer))
     run_dir.write_json(name, calibration)
     return calibration
 

@@ -41,6 +41,10 @@ class Problem:
     forward: Callable[..., Any] | None = None
     notes: str = ""
     x64: bool = False  # train and evaluate under jax.enable_x64 (stiff ODEs)
+    compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The compiled step of each signal on this problem, filled by the grid
+    (`bbpes.study.grid.compiled_step`): one compilation serves the signal's calibration,
+    every tuning value and every seed."""
 
 
 @dataclass(frozen=True)
