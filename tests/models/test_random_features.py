@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bbpes.models.random_features import RandomFeatures, compute_features
+from bbpes.models.random_features import RandomFeatures, cap_and_rectify, compute_features
 
 
 def test_kaiming_uniform_weights_and_relu():
@@ -41,3 +41,17 @@ def test_features_in_chunks_equal_the_whole():
     half = compute_features(layer, x, chunk=4, dtype=np.float16)
     assert half.dtype == np.float16
     np.testing.assert_allclose(half, whole, rtol=1e-3, atol=1e-3)
+
+
+def test_capped_features_in_chunks_equal_the_layer():
+    """The host's cap (np.partition) keeps exactly the units the layer's lax.top_k
+    keeps, ties included."""
+    layer = RandomFeatures(12, 40, key=jax.random.key(4), k=5)
+    x = np.asarray(jax.random.normal(jax.random.key(5), (9, 12)))
+    whole = np.asarray(layer(jnp.asarray(x)))
+    np.testing.assert_allclose(compute_features(layer, x, chunk=4), whole, rtol=1e-12)
+    assert np.all(np.count_nonzero(whole, axis=1) <= 5)
+    drive = np.array([[3.0, 1.0, 2.0, 2.0, -1.0], [-3.0, -1.0, 0.5, -2.0, -0.5]])
+    expected = np.array([[3.0, 0.0, 2.0, 2.0, 0.0], [0.0, 0.0, 0.5, 0.0, 0.0]])
+    np.testing.assert_array_equal(cap_and_rectify(drive, 2), expected)
+    np.testing.assert_array_equal(cap_and_rectify(drive, 0), np.maximum(drive, 0))

@@ -1,12 +1,16 @@
 """`dopamine-mnist`: dopaminergic neural nets on MNIST ("Biologically plausible neural
 networks via evolutionary dynamics and dopaminergic plasticity", section 3.2): a fixed
 Kaiming-uniform ReLU layer of `h` units and a softmax output layer trained one example
-at a time by the dopamine rule (both readings, both signs), by SGD (Adam) and by
-SignSGD (Eq. 5), with Table 2 of the paper beside ours."""
+at a time by the dopamine rule (each reading of `bbpes.learners.dopamine.READINGS`,
+both signs, two step units), by SGD (Adam) and by SignSGD (Eq. 5), with Table 2 of the
+paper beside ours. `dnn_variants` and `baselines` restrict a long run to the methods
+that matter; every method checkpoints once an epoch, so `--resume` continues a killed
+run, and a log line before each method gives the run's ETA."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import jax
@@ -17,8 +21,9 @@ import optax
 from .. import plotting
 from ..estimators.backprop import bptt
 from ..learners import GradientLearner
-from ..learners.dopamine import DIRECTIONS, RULES, Dopamine
+from ..learners.dopamine import DIRECTIONS, RULES, STEPS, Dopamine
 from ..models.random_features import RandomFeatures, compute_features
+from ..progress import format_seconds, log
 from ..runs import RunDir
 from ..tasks.mnist import MnistData, load_mnist
 from ..tasks.readout import FeatureReadout
@@ -34,8 +39,50 @@ PAPER_TABLE2 = {  # test accuracy after 500 epochs, MNIST 0-9
 WIDE = 10_000  # from this width on, features are kept in float16 to halve their memory
 
 
-def variant_name(rule: str, direction: str, epsilon1: float) -> str:
-    return f"dnn_{rule}_{direction}_eps{epsilon1:g}"
+BASELINES = ("sgd", "signsgd")
+Variant = tuple[str, str, float, str]  # rule, direction, eps1, step unit
+
+
+def variant_name(rule: str, direction: str, epsilon1: float, step_unit: str = "link") -> str:
+    """The history label of one dopamine variant, e.g. `dnn_formula_decrease_eps1e-05`
+    (`_logit` appended for the normalised step)."""
+    suffix = "" if step_unit == "link" else f"_{step_unit}"
+    return f"dnn_{rule}_{direction}_eps{epsilon1:g}{suffix}"
+
+
+def parse_variant(text: str) -> Variant:
+    """`RULE:DIRECTION:EPS1[:STEP]` (e.g. `winner:increase:1e-3`) as a variant; raises
+    `ConfigError` on anything else."""
+    parts = text.split(":")
+    message = (
+        f"bad dnn_variants item {text!r} (expected RULE:DIRECTION:EPS1[:STEP], rules "
+        f"{', '.join(RULES)}; directions {', '.join(DIRECTIONS)}; steps {', '.join(STEPS)})"
+    )
+    require(len(parts) in (3, 4), message)
+    rule, direction, eps, *step = parts
+    step_unit = step[0] if step else "link"
+    require(rule in RULES and direction in DIRECTIONS and step_unit in STEPS, message)
+    try:
+        epsilon1 = float(eps)
+    except ValueError:
+        epsilon1 = float("nan")
+    require(0 < epsilon1 < float("inf"), f"{message}: EPS1 must be a positive number")
+    return rule, direction, epsilon1, step_unit
+
+
+def dnn_variants(config: dict[str, Any]) -> list[Variant]:
+    """The variants to run: `dnn_variants` when given, else every combination of
+    `dnn_rules`, `dnn_directions`, `dnn_epsilon1` and `dnn_steps`."""
+    if config["dnn_variants"]:
+        return [parse_variant(text) for text in config["dnn_variants"]]
+    return list(
+        itertools.product(
+            config["dnn_rules"],
+            config["dnn_directions"],
+            config["dnn_epsilon1"],
+            config["dnn_steps"],
+        )
+    )
 
 
 def load_data(config: dict[str, Any]) -> MnistData:
@@ -84,23 +131,26 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         ).history
 
     loss = FeatureReadout.loss
-    histories = {
-        "sgd": fit(
-            GradientLearner(bptt(loss), optax.adam(config["sgd_lr"])), config["batch_size"], "sgd"
-        ),
-        "signsgd": fit(
-            GradientLearner(bptt(loss), optax.sign_sgd(config["signsgd_lr"])),
-            config["batch_size"],
-            "signsgd",
-        ),
+    optimizers = {
+        "sgd": optax.adam(config["sgd_lr"]),
+        "signsgd": optax.sign_sgd(config["signsgd_lr"]),
     }
-    variants = list(
-        itertools.product(config["dnn_rules"], config["dnn_directions"], config["dnn_epsilon1"])
-    )
-    for rule, direction, epsilon1 in variants:
-        name = variant_name(rule, direction, epsilon1)
-        learner = Dopamine(rule, direction, config["dnn_epsilon0"], epsilon1)
-        histories[name] = fit(learner, config["dnn_batch"], name)
+    plan = [
+        (name, GradientLearner(bptt(loss), optimizers[name]), config["batch_size"])
+        for name in config["baselines"]
+    ]
+    variants = dnn_variants(config)
+    for rule, direction, epsilon1, step_unit in variants:
+        learner = Dopamine(rule, direction, config["dnn_epsilon0"], epsilon1, step_unit)
+        plan.append(
+            (variant_name(rule, direction, epsilon1, step_unit), learner, config["dnn_batch"])
+        )
+    histories, spent, t0 = {}, [], time.perf_counter()
+    for k, (name, learner, batch_size) in enumerate(plan):
+        log(progress_line(k, len(plan), name, config["epochs"], time.perf_counter() - t0, spent))
+        histories[name] = fit(learner, batch_size, name)
+        spent.append(histories[name][-1].get("seconds", 0.0) if histories[name] else 0.0)
+    log(progress_line(len(plan), len(plan), "", config["epochs"], time.perf_counter() - t0, spent))
 
     metrics: dict[str, Any] = {
         "data": data.source,
@@ -109,9 +159,11 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         "hidden": config["hidden"],
         "k_cap": config["k_cap"],
         "epochs": config["epochs"],
-        "test_accuracy_sgd": last(histories["sgd"]),
-        "test_accuracy_signsgd": last(histories["signsgd"]),
     }
+    for (name, _, _), seconds in zip(plan, spent):
+        metrics[f"train_seconds_{name}"] = seconds  # training steps only, as in history
+    for name in config["baselines"]:
+        metrics[f"test_accuracy_{name}"] = last(histories[name])
     for name, history in histories.items():
         if name.startswith("dnn_"):
             metrics[f"test_accuracy_{name}"] = last(history)
@@ -129,6 +181,23 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     write_table(run_dir, metrics, data, dnn)
     plot_epochs(run_dir, histories, data, config, n)
     return metrics
+
+
+def progress_line(
+    done: int, total: int, name: str, epochs: int, elapsed: float, spent: list[float]
+) -> str:
+    """`dopamine-mnist: sgd (1/5), 500 epochs; 0s elapsed, ETA ...`: which method
+    trains now and the run's remaining time, estimated from the training seconds of
+    the methods done (`spent`, the same count of epochs each)."""
+    if done == total:
+        return f"dopamine-mnist: {total} methods trained in {format_seconds(elapsed)}"
+    eta = "?"
+    if spent:
+        eta = format_seconds(sum(spent) / len(spent) * (total - done))
+    return (
+        f"dopamine-mnist: {name} ({done + 1}/{total}), {epochs} epochs; "
+        f"{format_seconds(elapsed)} elapsed, ETA {eta}"
+    )
 
 
 def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData, dnn: list[str]):
@@ -150,6 +219,8 @@ def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData, dnn: 
         return "-" if value is None else f"{100 * value:.2f}"
 
     for key, name in (("sgd", "SGD (Adam)"), ("signsgd", "SignSGD")):
+        if f"test_accuracy_{key}" not in metrics:
+            continue
         lines.append(
             f"| {name} | {cell(paper and paper[key])} | {cell(metrics[f'test_accuracy_{key}'])} |"
         )
@@ -191,6 +262,9 @@ def check(config: dict[str, Any]) -> None:
     require_at_least(config, 1, "hidden", "epochs", "batch_size", "dnn_batch")
     require(0 <= config["k_cap"] <= config["hidden"], "k_cap must be in 0..hidden (0: no cap)")
     require(all(e > 0 for e in config["dnn_epsilon1"]), "dnn_epsilon1 values must be positive")
+    names = [variant_name(*v) for v in dnn_variants(config)]
+    require(len(set(names)) == len(names), "dnn_variants lists a variant twice")
+    require(len(set(config["baselines"])) == len(config["baselines"]), "baselines lists one twice")
     require_positive(config, "sgd_lr", "signsgd_lr")
     require(config["dnn_epsilon0"] >= 0, "dnn_epsilon0 must be >= 0 (a loss threshold)")
     images = 10 * (config["train_per_digit"] or 6000) + 10 * (config["test_per_digit"] or 1000)
@@ -215,17 +289,22 @@ EXPERIMENT = Experiment(
         "batch_size": 50,
         "sgd_lr": 1e-3,
         "signsgd_lr": 1e-3,
-        "dnn_rules": list(RULES),
+        "baselines": list(BASELINES),
+        "dnn_rules": ["formula", "prose"],
         "dnn_directions": list(DIRECTIONS),
         "dnn_epsilon0": 0.75,
         "dnn_epsilon1": [1.0, 1e-4],
+        "dnn_steps": ["link"],
+        "dnn_variants": [],
         "dnn_batch": 100,
     },
     quick={"epochs": 2, "test_per_digit": 200},
     choices={
         **DATA_CHOICES,
+        "baselines": BASELINES,
         "dnn_rules": RULES,
         "dnn_directions": DIRECTIONS,
+        "dnn_steps": STEPS,
     },
     check=check,
     help={
@@ -236,8 +315,13 @@ EXPERIMENT = Experiment(
         "k_cap": "only the k most driven hidden units fire (0: no cap; the paper: 256)",
         "epochs": "passes over the training set (the paper: 500)",
         "batch_size": "minibatch of SGD and SignSGD",
-        "dnn_rules": "readings of the dopamine rule: formula (the equation), prose (the text)",
+        "baselines": "gradient baselines to train beside the rule (sgd, signsgd; empty: none)",
+        "dnn_rules": "readings of the dopamine rule (bbpes.learners.dopamine.READINGS): "
+        + ", ".join(RULES),
         "dnn_directions": "increase (as printed) or decrease (the opposite sign)",
+        "dnn_steps": "step unit: link (eps1 per fired link) or logit (eps1 / summed activity)",
+        "dnn_variants": "RULE:DIRECTION:EPS1[:STEP] items to run instead of every "
+        "combination of dnn_rules, dnn_directions, dnn_epsilon1 and dnn_steps",
         "dnn_epsilon0": "loss threshold eps0 of the rule (the paper: 0.75)",
         "dnn_epsilon1": "step sizes eps1 of the rule to run (the paper: 1)",
         "dnn_batch": "examples per training-loop step (the rule still sees one at a time)",

@@ -38,13 +38,27 @@ class RandomFeatures(eqx.Module):
         return jax.nn.relu(drive)
 
 
+def cap_and_rectify(drive: np.ndarray, k: int) -> np.ndarray:
+    """The numpy twin of `RandomFeatures.__call__` after the drive: for `drive (B, h)`,
+    keep each row's `k` largest entries (ties with the k-th kept; `k = 0`: all), then
+    ReLU. `np.partition` finds the k-th largest in linear time; `lax.top_k` on the CPU
+    was 10x slower at h = 100,000 (13.6 s against 1.3 s for 512 rows)."""
+    if k:
+        threshold = np.partition(drive, -k, axis=-1)[..., -k, None]
+        drive = np.where(drive >= threshold, drive, 0.0)
+    return np.maximum(drive, 0.0)
+
+
 def compute_features(
     model: RandomFeatures, x: np.ndarray, chunk: int = 256, dtype=None
 ) -> np.ndarray:
     """`model(x)` for `x (N, n_in)`, `chunk` examples at a time, kept on the host as
-    `dtype` (default: the weights'; float16 halves the memory of very wide layers)."""
-    apply = eqx.filter_jit(lambda m, xb: m(xb))
+    `dtype` (default: the weights'; float16 halves the memory of very wide layers).
+    The drive `x W^T` is computed on the device, the cap and ReLU on the host
+    (`cap_and_rectify`)."""
+    drive = eqx.filter_jit(lambda m, xb: xb @ m.weight.T)
     out = np.empty((len(x), model.weight.shape[0]), dtype or model.weight.dtype)
     for start in range(0, len(x), chunk):
-        out[start : start + chunk] = np.asarray(apply(model, jnp.asarray(x[start : start + chunk])))
+        block = np.asarray(drive(model, jnp.asarray(x[start : start + chunk])))
+        out[start : start + chunk] = cap_and_rectify(block, model.k)
     return out
