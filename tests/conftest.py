@@ -4,6 +4,8 @@ that must work in float32 say so with `jax.enable_x64(False)`."""
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -30,3 +32,22 @@ def mnist_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").exists():
         pytest.fail(f"MNIST test files not found in {path}; set BBPES_TEST_MNIST")
     return path
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """`run_script(argv, cwd, env, timeout=600)`: run `argv` in a fresh process in `cwd`
+    with the environment `env`; fails the test (with the end of its stderr) unless it
+    exits 0. Returns the finished process (text `stdout`, `stderr`). Session-scoped, so
+    fixtures of any scope can use it."""
+
+    def run(
+        argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    return run

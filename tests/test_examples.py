@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,18 +17,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 
 
-def run_example(name: str, cwd: Path, *args: str) -> str:
-    env = {**os.environ, "BBPES_EXAMPLE_TINY": "1"}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+@pytest.fixture
+def run_example(run_script):
+    """`run_example(name, cwd, *args)`: the stdout of `examples/NAME args` run at tiny
+    sizes in `cwd`."""
+
+    def run(name: str, cwd: Path, *args: str) -> str:
+        env = {**os.environ, "BBPES_EXAMPLE_TINY": "1"}
+        return run_script([sys.executable, str(EXAMPLES / name), *args], cwd, env).stdout
+
+    return run
 
 
 def losses(out: str, name: str) -> tuple[float, float]:
@@ -44,21 +41,21 @@ def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
-def test_own_cell_trains_by_es_and_bptt(tmp_path):
+def test_own_cell_trains_by_es_and_bptt(run_example, tmp_path):
     out = run_example("own_cell.py", tmp_path)
     for name in ("es", "bptt"):
         first, last = losses(out, name)
         assert last < first
 
 
-def test_own_loss_trains_by_es_and_an_evosax_strategy(tmp_path):
+def test_own_loss_trains_by_es_and_an_evosax_strategy(run_example, tmp_path):
     out = run_example("own_loss.py", tmp_path)
     for name in ("es + adam", "evosax SNES"):
         first, last = losses(out, name)
         assert last < first
 
 
-def test_ray_simulator_moves_the_current_towards_the_target(tmp_path):
+def test_ray_simulator_moves_the_current_towards_the_target(run_example, tmp_path):
     out = run_example("ray_simulator.py", tmp_path)
     first, last = losses(out, "ray es")
     assert first == 16.0  # 6 spikes at 1.6 µA/cm², target 10
@@ -66,7 +63,7 @@ def test_ray_simulator_moves_the_current_towards_the_target(tmp_path):
     assert i_app > 1.6 and last <= first  # more current, more spikes
 
 
-def test_read_history_plots_a_run(tmp_path):
+def test_read_history_plots_a_run(run_example, tmp_path):
     out = run_example("read_history.py", tmp_path)
     run = tmp_path / "example-run"
     records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -42,7 +41,7 @@ STEPS += ["nne_generation", "gather"]
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
+def dry_run(tmp_path_factory, run_script):
     if shutil.which("timeout") is None:
         pytest.fail("gpu.sh needs coreutils' timeout")
     blocked = tmp_path_factory.mktemp("blocked")  # what the GPU machine lacks
@@ -51,15 +50,7 @@ def dry_run(tmp_path_factory):
         (blocked / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
     out = tmp_path_factory.mktemp("gpu") / "out"
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocked)}
-    done = subprocess.run(
-        ["bash", "benchmarks/gpu.sh", "--dry", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_script(["bash", "benchmarks/gpu.sh", "--dry", str(out)], ROOT, env)
     return out
 
 

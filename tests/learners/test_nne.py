@@ -17,8 +17,6 @@ from bbpes.learners.nne import (
     sample_genotypes,
     weak_selection_update,
 )
-from bbpes.runs import RunDir
-from bbpes.train import train
 
 
 def toy_fitness(genotypes):
@@ -138,7 +136,7 @@ def test_gene_map_density_values_and_products():
     assert set(np.unique(signs)) == {-3.0, 0.0, 3.0}
 
 
-def test_nne_improves_fitness_and_resumes_exactly(tmp_path):
+def test_nne_improves_fitness_and_resumes_exactly(cut_and_resumed):
     """A linear target learned by NNE inside `train`; a run killed half way and resumed
     ends where the uninterrupted one does."""
     rng = np.random.default_rng(0)
@@ -153,21 +151,7 @@ def test_nne_improves_fitness_and_resumes_exactly(tmp_path):
     learner = NNE(fitness, population=40, epsilon=0.01, chunk=20)
     p0 = jnp.full(n, 0.5)
 
-    def run(path, steps):
-        return train(
-            learner,
-            p0,
-            jax.random.key(1),
-            steps=steps,
-            run=RunDir(path),
-            checkpoint_every=5,
-            resume=True,
-            progress="off",
-        )
-
-    full = run(tmp_path / "full", 30)
-    run(tmp_path / "cut", 15)
-    resumed = run(tmp_path / "cut", 30)
+    full, resumed = cut_and_resumed(learner, p0, 30, 15, checkpoint_every=5)
     np.testing.assert_array_equal(np.asarray(resumed.params), np.asarray(full.params))
     loss = lambda p: float(jnp.sum((gene_map(p) - a) ** 2))
     assert loss(full.params) < 0.5 * loss(p0)

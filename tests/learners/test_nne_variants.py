@@ -23,7 +23,6 @@ from bbpes.learners.nne_variants import (
     nne_variant,
 )
 from bbpes.models.sparse_mlp import population_inputs, random_sparse_mlp
-from bbpes.runs import RunDir
 from bbpes.tasks.mnist_nne import ClippedFitness, ImageBatches
 from bbpes.train import train
 
@@ -76,6 +75,38 @@ def test_every_option_off_is_the_plain_nne_bit_for_bit():
             states[k] = new
         states[0] = new_plain
     assert not np.array_equal(np.asarray(states[0].p), np.asarray(p))  # it moved
+
+
+# p after three generations, recorded from the code before `AbstractNNE` was shared
+# (same seed, same numbers: a refactor that changes a variant's step fails here).
+RECORDED_TRAJECTORIES = {
+    "all_on": (
+        dict(population=8, epsilon=3.0, chunk=4, pairs=True, shaping="centered_ranks",
+             rank_loss=True, selection="malthusian", schedule="cosine", epsilon_final=0.5,
+             schedule_generations=4),
+        [0.06554902357882077, 0.028488498383690414, 0.009395645727010281,
+         0.016527635528529094, 0.9282298420971702, 0.6553586252962478, 0.657005316531885,
+         0.9600731202305349, 0.929710109072356, 0.9750922127534295, 0.9609391065227817,
+         0.002738500170148094],
+    ),
+    "weak_ranks_linear": (
+        dict(population=10, epsilon=1.5, chunk=5, shaping="centered_ranks", schedule="linear",
+             epsilon_final=0.2, schedule_generations=3),
+        [0.24266606964471488, 0.235816067916082, 0.04097352393619469, 0.010971648582701478,
+         0.9175617724154732, 0.8758353221512893, 0.6465376933602284, 0.7899520425762643,
+         0.6776377068060221, 0.9554648847899591, 0.9631940367697963, 0.002738500170148095],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED_TRAJECTORIES))
+def test_variant_trajectories_match_the_recorded_ones(name):
+    options, expected = RECORDED_TRAJECTORIES[name]
+    learner = NNEVariant(toy_fitness, **options)
+    state = learner.init(jnp.asarray(np.random.default_rng(0).uniform(size=12)))
+    for i in range(3):
+        state = learner.step(state, jax.random.fold_in(jax.random.key(7), i))[0]
+    np.testing.assert_allclose(np.asarray(state.p), expected, rtol=1e-12)
 
 
 def test_antithetic_pairs_are_bernoulli_p_and_complements_at_one_half():
@@ -277,7 +308,7 @@ def test_image_batches_gather_the_images_of_one_layout():
         ImageBatches(inputs, 15)
 
 
-def test_improved_variant_on_minibatches_resumes_exactly(tmp_path):
+def test_improved_variant_on_minibatches_resumes_exactly(cut_and_resumed):
     _, _, _, _, inputs, fitness = tiny_mnist_like()
     learner = NNEVariant(
         fitness,
@@ -294,22 +325,7 @@ def test_improved_variant_on_minibatches_resumes_exactly(tmp_path):
     batches = ImageBatches(inputs, 20, seed=1)
     p0 = jnp.asarray(np.random.default_rng(0).uniform(size=50))
 
-    def run(path, steps):
-        return train(
-            learner,
-            p0,
-            jax.random.key(1),
-            steps=steps,
-            batch=batches,
-            run=RunDir(path),
-            checkpoint_every=3,
-            resume=True,
-            progress="off",
-        )
-
-    full = run(tmp_path / "full", 12)
-    run(tmp_path / "cut", 7)
-    resumed = run(tmp_path / "cut", 12)
+    full, resumed = cut_and_resumed(learner, p0, 12, 7, batch=batches, checkpoint_every=3)
     np.testing.assert_array_equal(np.asarray(resumed.params), np.asarray(full.params))
     assert int(resumed.state.generation) == 12
     assert not np.allclose(full.params, p0)

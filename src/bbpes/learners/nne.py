@@ -29,6 +29,7 @@ import numpy as np
 from jax import Array
 from jax.experimental import sparse
 
+from ..errors import ConfigError
 from .base import AbstractLearner
 
 
@@ -155,8 +156,10 @@ def chunked_fitness(fitness: Callable, chunk: int, genotypes: Array, *batch: Any
     return values.reshape(-1), loss.reshape(-1)
 
 
-class NNE(AbstractLearner):
-    """Neural net evolution as a learner: `params` are the allele frequencies `p`.
+class AbstractNNE(AbstractLearner):
+    """What every NNE learner shares: its fields, its state `NNEState(p, generation)`
+    (`params` are the allele frequencies `p`), the population's evaluation and the
+    selection metrics. A subclass defines `step` (and may add fields).
 
     **Fields:**
 
@@ -164,11 +167,8 @@ class NNE(AbstractLearner):
       `(c, n)`, their fitness `delta_x` and mean loss, each `(c,)`; `batch` is the
       data the training loop passes to `step`.
     - `population`: genotypes per generation `N`; evaluated `chunk` at a time
-      (`chunk` divides `population`; it bounds memory, not results).
+      (`chunk` divides `population`, 0: all at once; it bounds memory, not results).
     - `epsilon`: selection strength of Eq. 3.
-
-    `step(state, key, *batch)` samples the population with
-    `sample_genotypes(key, p, population)` and applies Eq. 3 once.
     """
 
     fitness: Callable[..., tuple[Array, Array]]
@@ -179,7 +179,7 @@ class NNE(AbstractLearner):
     def __check_init__(self):
         chunk = self.chunk or self.population
         if self.population < 2 or self.population % chunk:
-            raise ValueError(
+            raise ConfigError(
                 f"population {self.population} must be >= 2 and a multiple of chunk {chunk}"
             )
 
@@ -193,17 +193,32 @@ class NNE(AbstractLearner):
         """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, `chunk` at a time."""
         return chunked_fitness(self.fitness, self.chunk or self.population, genotypes, *batch)
 
+
+def selection_metrics(fitness: Array, loss: Array, p: Array) -> dict[str, Array]:
+    """The metrics of one generation: mean loss and fitness, best fitness (from the
+    population's `fitness`, `loss`, each `(N,)`), and how close the new frequencies
+    `p (n,)` are to fixation."""
+    distance = jnp.minimum(p, 1 - p)
+    return {
+        "loss": loss.mean(),
+        "fitness_mean": fitness.mean(),
+        "fitness_max": fitness.max(),
+        "alleles_within_0.01": jnp.mean(distance <= 0.01),
+        "mean_distance_from_fixed": distance.mean(),
+    }
+
+
+class NNE(AbstractNNE):
+    """Neural net evolution as a learner: `params` are the allele frequencies `p`;
+    the fields are `AbstractNNE`'s (`fitness`, `population`, `epsilon`, `chunk`).
+
+    `step(state, key, *batch)` samples the population with
+    `sample_genotypes(key, p, population)` and applies Eq. 3 once.
+    """
+
     def step(self, state: NNEState, key: Array, *batch: Any) -> tuple[NNEState, dict]:
         genotypes = sample_genotypes(key, state.p, self.population)
         fitness, loss = self.evaluate_population(genotypes, *batch)
         f, f_bar = allele_rewards(genotypes, fitness.astype(state.p.dtype))
         p = weak_selection_update(state.p, f, f_bar, self.epsilon)
-        distance = jnp.minimum(p, 1 - p)
-        metrics = {
-            "loss": loss.mean(),
-            "fitness_mean": fitness.mean(),
-            "fitness_max": fitness.max(),
-            "alleles_within_0.01": jnp.mean(distance <= 0.01),
-            "mean_distance_from_fixed": distance.mean(),
-        }
-        return NNEState(p, state.generation + 1), metrics
+        return NNEState(p, state.generation + 1), selection_metrics(fitness, loss, p)

@@ -87,8 +87,14 @@ import optax
 from jax import Array
 
 from ..errors import ConfigError
-from .base import AbstractLearner
-from .nne import NNEState, allele_rewards, chunked_fitness, sample_genotypes, weak_selection_update
+from .nne import (
+    AbstractNNE,
+    NNEState,
+    allele_rewards,
+    sample_genotypes,
+    selection_metrics,
+    weak_selection_update,
+)
 
 SHAPINGS = ("none", "centered_ranks")
 SELECTIONS = ("weak", "malthusian")
@@ -139,10 +145,10 @@ def epsilon_at(
     return fn(generation)
 
 
-class NNEVariant(AbstractLearner):
+class NNEVariant(AbstractNNE):
     """NNE with the options of the module docstring; `params` are the frequencies `p`.
 
-    **Fields** (the first four as in `bbpes.learners.nne.NNE`):
+    **Fields** (the first four `AbstractNNE`'s, as in `bbpes.learners.nne.NNE`):
 
     - `fitness(genotypes (c, n), *batch) -> (delta (c,), loss (c,))`;
     - `population`: genotypes per generation `N` (even when `pairs`), `chunk` of them at
@@ -159,10 +165,6 @@ class NNEVariant(AbstractLearner):
     two have the same layout. Metrics: the plain learner's and `epsilon`.
     """
 
-    fitness: Callable[..., tuple[Array, Array]]
-    population: int = eqx.field(static=True)
-    epsilon: float
-    chunk: int = eqx.field(static=True, default=0)
     pairs: bool = eqx.field(static=True, default=False)
     shaping: str = eqx.field(static=True, default="none")
     rank_loss: bool = eqx.field(static=True, default=False)
@@ -171,12 +173,7 @@ class NNEVariant(AbstractLearner):
     epsilon_final: float = 0.0
     schedule_generations: int = eqx.field(static=True, default=0)
 
-    def __check_init__(self):
-        chunk = self.chunk or self.population
-        if self.population < 2 or self.population % chunk:
-            raise ConfigError(
-                f"population {self.population} must be >= 2 and a multiple of chunk {chunk}"
-            )
+    def __check_init__(self):  # after AbstractNNE's (population, chunk)
         if self.pairs and self.population % 2:
             raise ConfigError(f"complementary pairs need an even population, not {self.population}")
         for name, value, known in (
@@ -196,16 +193,6 @@ class NNEVariant(AbstractLearner):
                 f"epsilon {strongest} >= 2 with centered ranks and weak selection makes "
                 "offspring numbers 1 + eps r negative; use epsilon < 2 or selection=malthusian"
             )
-
-    def init(self, params: Array) -> NNEState:
-        return NNEState(jnp.asarray(params), jnp.zeros((), jnp.int32))
-
-    def params(self, state: NNEState) -> Array:
-        return state.p
-
-    def evaluate_population(self, genotypes: Array, *batch: Any) -> tuple[Array, Array]:
-        """`(fitness, loss)`, each `(N,)`, of genotypes `(N, n)`, `chunk` at a time."""
-        return chunked_fitness(self.fitness, self.chunk or self.population, genotypes, *batch)
 
     def sample(self, key: Array, p: Array) -> Array:
         """The generation's genotypes `(N, n)`."""
@@ -235,15 +222,8 @@ class NNEVariant(AbstractLearner):
             p = weak_selection_update(state.p, f, f_bar, epsilon)
         else:
             p = malthusian_update(state.p, f, f_bar, epsilon)
-        distance = jnp.minimum(p, 1 - p)
-        metrics = {
-            "loss": loss.mean(),
-            "fitness_mean": fitness.mean(),
-            "fitness_max": fitness.max(),
-            "alleles_within_0.01": jnp.mean(distance <= 0.01),
-            "mean_distance_from_fixed": distance.mean(),
-            "epsilon": jnp.asarray(epsilon, state.p.dtype),
-        }
+        metrics = selection_metrics(fitness, loss, p)
+        metrics["epsilon"] = jnp.asarray(epsilon, state.p.dtype)
         return NNEState(p, state.generation + 1), metrics
 
 
