@@ -104,3 +104,29 @@ def test_a_finished_run_resumes_to_the_same_numbers(mnist_dir, tmp_path):
 def test_bad_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
         get("nne-mnist").config({**TINY, **settings})
+
+
+@pytest.mark.parametrize("method", ["es", "evosax:Open_ES"])
+def test_the_es_methods_learn_the_dense_mlp_on_the_same_split(mnist_dir, tmp_path, method):
+    """`method=es` / `evosax:Open_ES`: the dense MLP of the same sizes, 25 steps of 50
+    images, well above chance (0.2) on the held-out images; the metrics are the run's."""
+    settings = {
+        **TINY,
+        "data_dir": str(mnist_dir),
+        "method": method,
+        "train_per_digit": 20,
+        "test_per_digit": 20,
+        "hidden": 16,
+        "population": 40,
+        "chunk": 20,
+        "batch_images": 50,
+        "generations": 25,
+        "eval_every": 25,
+    }
+    run, metrics = run_experiment("nne-mnist", settings, out=tmp_path / "run")
+    history = history_of(run)
+    assert {r["label"] for r in history} == {method}
+    assert metrics["test_accuracy"] == pytest.approx(last_accuracy(history, method))
+    assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]
+    assert metrics["steps"] == 25 and metrics["train_images"] == 100
+    assert (run.path / "accuracy.png").exists()

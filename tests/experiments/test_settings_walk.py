@@ -67,6 +67,10 @@ MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "eval_samples": ((0,), "0: no sampled genotypes at evaluations"),
         "batch_images": ((0,), "0: every training image each generation (the paper)"),
     },
+    "nne-vs-es": {
+        "test_per_digit": ((0,), "0: every test image"),
+        "batch_images": ((0,), "0: every training image each step"),
+    },
     "dopamine-mnist": {
         "train_per_digit": ((0,), "0: every training image"),
         "test_per_digit": ((0,), "0: every test image"),

@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
+from bbpes.errors import ConfigError
 from bbpes.learners.nne import random_gene_map
 from bbpes.models.sparse_mlp import population_inputs, random_sparse_mlp
 from bbpes.tasks.mnist_nne import (
     ClippedFitness,
+    DenseSplit,
+    ImageBatches,
     accuracy_fn,
+    generation_images,
     masked_initial_params,
     masked_logits,
     masked_loss,
+    mlp_loss,
 )
 
 
@@ -73,3 +78,45 @@ def test_the_sgd_baseline_trains_the_edges_only():
         dense_logits(net, np.asarray(weights), x),
         rtol=1e-10,
     )
+
+
+def test_nne_and_the_dense_mlp_see_the_same_images_at_every_step():
+    """Generation i's fitness of a genotype (on `ImageBatches(i)`) is the dense loss of
+    its weights on `DenseSplit.batch(i)`'s images, which are the images
+    `generation_images` names: a different image set would give another loss."""
+    rng, net, x, y, gene_map = problem(seed=2, images=24)
+    inputs = population_inputs(net, x, y, image_block=4, hidden_block=3)
+    fitness = ClippedFitness(gene_map.rows(np.asarray(inputs.links)), float(np.log(3) ** 2))
+    genotype = (rng.random((1, gene_map.n_genes)) < 0.5).astype(np.float64)
+    weights = np.asarray(gene_map(jnp.asarray(genotype[0])))
+    nne, dense = ImageBatches(inputs, 8, seed=5), DenseSplit(x, y, x, y, 8, seed=5)
+    seen = []
+    for i in range(4):  # the 24 images are 3 batches: crosses an epoch
+        index = generation_images(i, 24, 8, 5)
+        bx, by = dense.batch(i)
+        np.testing.assert_array_equal(np.asarray(bx), x[index])
+        np.testing.assert_array_equal(np.asarray(by), y[index])
+        ce = -log_softmax(dense_logits(net, weights, x[index]), axis=1)[np.arange(8), y[index]]
+        _, loss = fitness(jnp.asarray(genotype), *nne(i))
+        np.testing.assert_allclose(float(loss[0]), ce.mean(), rtol=1e-10)
+        seen.append(index)
+    assert sorted(np.concatenate(seen[:3])) == list(range(24))  # one epoch: every image once
+    assert not np.array_equal(seen[0], seen[3])  # a fresh permutation in the next epoch
+
+
+def test_the_whole_set_is_every_image_in_order():
+    assert list(generation_images(7, 10, 10, 3)) == list(range(10))
+
+
+def test_the_dense_mlp_loss_and_accuracy_are_its_logits():
+    _, _, x, y, _ = problem(seed=3, images=30)
+    task = DenseSplit(x, y, x, y, 10)
+    model = task.initial_model(6, 3, jax.random.key(0))
+    logits = np.asarray(jax.vmap(model)(jnp.asarray(x)), np.float64)
+    ce = -log_softmax(logits, axis=1)[np.arange(len(y)), y]
+    assert float(mlp_loss(model, jnp.asarray(x), jnp.asarray(y))) == pytest.approx(ce.mean())
+    expected = np.mean(np.argmax(logits, 1) == y)
+    assert float(task.evaluate(model)["accuracy"]) == pytest.approx(expected)
+    assert len(jax.tree.leaves(model)) == 4  # two layers with biases: dense weights and biases
+    with pytest.raises(ConfigError, match="at most the 30 training images"):
+        DenseSplit(x, y, x, y, 31)

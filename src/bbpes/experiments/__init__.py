@@ -28,6 +28,7 @@ _MODULES = [
     "spiral_scaling",
     "rober",
     "nne_mnist",
+    "nne_vs_es",
     "dopamine_mnist",
     "nne_linear",
     "evidence",

@@ -2,7 +2,14 @@
 via evolutionary dynamics and dopaminergic plasticity", section 3.1): test accuracy over
 generations and wall time, the allele distribution (Fig. 2), accuracy against the
 number of genes (Fig. 3), NNE + SignSGD on the output layer (Eq. 5) and SGD (Adam) on
-the same architecture, with Table 1 of the paper beside ours."""
+the same architecture, with Table 1 of the paper beside ours.
+
+`method` is an NNE rule (`nne`, the paper's; `nne_improved`), which evolves the
+paper's sparse gene-to-link network, or an ES (`es`, ours; `evosax:Open_ES`), which
+trains a dense MLP of the same layer sizes (784-H-C, with biases) on the same images:
+the same training images per step as an NNE generation (`batch_images`), the same
+population (`population`) and the same test set. `nne-vs-es` runs several at an equal
+wall budget."""
 
 from __future__ import annotations
 
@@ -16,14 +23,12 @@ from jax import Array
 
 from ..estimators.backprop import bptt
 from ..learners import GradientLearner
-from ..learners.nne import GeneMap, random_gene_map, sample_genotypes
-from ..learners.nne_variants import VARIANTS, nne_variant
-from ..models.sparse_mlp import SparseMLP, population_inputs, random_sparse_mlp
+from ..learners.nne import GeneMap, sample_genotypes
+from ..models.sparse_mlp import SparseMLP
 from ..runs import RunDir
-from ..tasks.mnist import MnistData, batch_indices, load_mnist
+from ..tasks.mnist import MnistData, batch_indices
 from ..tasks.mnist_nne import (
     ClippedFitness,
-    ImageBatches,
     accuracy_fn,
     masked_initial_params,
     masked_logits,
@@ -32,52 +37,30 @@ from ..tasks.mnist_nne import (
 from ..tasks.readout import FeatureReadout
 from ..train import train
 from .base import Experiment, require, require_at_least, require_fits, require_positive
-from .history import last, steps_per_second
-from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP, check_data
+from .history import last, seconds_per_iteration, steps_per_second
+from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP
 from .nne_mnist_report import (
-    ALLELE_GRID,
     PAPER_TABLE1,
     plot_accuracy,
     plot_alleles,
+    plot_es,
     plot_genes,
     write_table,
 )
+from .nne_vs_es import (
+    ES_METHODS,
+    METHOD_CHOICES,
+    SPLIT_HELP,
+    Training,
+    check_es,
+    check_split,
+    es_training,
+    load_data,
+    nne_training,
+    sparse_net,
+)
 
 __all__ = ["DATA_DEFAULTS", "DATA_HELP", "ClippedFitness", "last"]  # importable from here too
-
-
-def load_data(config: dict[str, Any]) -> MnistData:
-    return load_mnist(
-        config["data_dir"] or None,
-        digits=tuple(range(config["classes"])),
-        train_per_digit=config["train_per_digit"],
-        test_per_digit=config["test_per_digit"] or None,
-        source=config["data_source"],
-        scaling=config["scaling"],
-        seed=config["seed"],
-    )
-
-
-def nne_evaluator(net: SparseMLP, gene_map: GeneMap, data: MnistData, samples: int, key: Array):
-    """`p -> metrics`: test accuracy of the most probable genotype (`p > 1/2`, the
-    headline `accuracy`), of the mean weights `W p`, of `samples` genotypes drawn from
-    `p` (mean), and the allele distances from fixation of Fig. 2."""
-    accuracy = accuracy_fn(net, data.test_x, data.test_y)
-
-    def evaluate(p: Array) -> dict[str, float]:
-        out = {
-            "accuracy": accuracy(gene_map((p > 0.5).astype(p.dtype))),
-            "accuracy_mean_weights": accuracy(gene_map(p)),
-        }
-        if samples:
-            genotypes = sample_genotypes(key, p, samples)
-            out["accuracy_sampled"] = np.mean([accuracy(gene_map(x)) for x in genotypes])
-        distance = jnp.minimum(p, 1 - p)
-        for x in ALLELE_GRID:
-            out[f"alleles_within_{x:g}"] = jnp.mean(distance <= x)
-        return out
-
-    return evaluate
 
 
 def evolve(
@@ -90,45 +73,34 @@ def evolve(
     label: str,
 ) -> tuple[Array, GeneMap, list[dict]]:
     """Run NNE with `genes` genes for `generations`; returns `(p, W, history)`."""
-    rng = np.random.default_rng([config["seed"], genes])
-    gene_map = random_gene_map(rng, net.n_links, genes, config["beta"])
-    inputs = population_inputs(
-        net,
-        data.train_x,
-        data.train_y,
-        image_block=config["image_block"],
-        hidden_block=config["hidden_block"],
+    t, gene_map = nne_training(
+        config, data, net, config["method"], genes, generations, config["eval_samples"]
     )
-    fitness = ClippedFitness(
-        gene_map.rows(np.asarray(inputs.links)), float(np.log(data.classes) ** 2)
+    result = fit(
+        t, config, generations, run_dir, label, tags={"genes": genes}, progress_keys=PROGRESS
     )
-    learner = nne_variant(
-        config["method"],
-        fitness,
-        config["population"],
-        config["epsilon"],
-        config["chunk"],
-        **({"schedule_generations": generations} if config["method"] != "nne" else {}),
-    )
-    batches = ImageBatches(inputs, config["batch_images"] or len(data.train_x), config["seed"])
-    p0 = jnp.asarray(rng.uniform(0.0, 1.0, genes), jnp.float32)  # p^1 uniform in [0, 1]^n
-    key = jax.random.key(config["seed"])
-    result = train(
-        learner,
-        p0,
-        key,
-        steps=generations,
-        batch=batches,
-        evaluate=nne_evaluator(net, gene_map, data, config["eval_samples"], key),
+    return result.params, gene_map, result.history
+
+
+PROGRESS = ("loss", "fitness_mean", "accuracy")
+
+
+def fit(t: Training, config: dict[str, Any], steps: int, run_dir: RunDir, label: str, **kw):
+    """`train` `t` for `steps`, evaluated and checkpointed as the settings say."""
+    return train(
+        t.learner,
+        t.params,
+        t.key,
+        steps=steps,
+        batch=t.batch,
+        evaluate=t.evaluate,
         eval_every=config["eval_every"],
         run=run_dir,
         label=label,
-        tags={"genes": genes},
         checkpoint_every=config["checkpoint_every"],
         resume=config["resume"],
-        progress_keys=("loss", "fitness_mean", "accuracy"),
+        **kw,
     )
-    return result.params, gene_map, result.history
 
 
 def sgd_baseline(
@@ -209,15 +181,27 @@ def reuses_main_run(config: dict[str, Any], genes: int) -> bool:
     )
 
 
+def run_es(config: dict[str, Any], data: MnistData, run_dir: RunDir) -> dict[str, Any]:
+    """`method` an ES: the dense MLP for `generations` steps, accuracy over steps."""
+    t = es_training(config, data, config["method"])
+    history = fit(t, config, config["generations"], run_dir, config["method"]).history
+    plot_es(run_dir, history, config["method"], data)
+    return {
+        "method": config["method"],
+        "data": data.source,
+        "train_images": len(data.train_x),
+        "test_images": len(data.test_x),
+        "test_accuracy": last(history),
+        "steps": max((r["step"] for r in history), default=0),
+        "seconds_per_step": seconds_per_iteration(history),
+    }
+
+
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     data = load_data(config)
-    net = random_sparse_mlp(
-        np.random.default_rng(config["seed"]),
-        data.train_x.shape[1],
-        config["hidden"],
-        data.classes,
-        config["edge_prob"],
-    )
+    if config["method"] in ES_METHODS:
+        return run_es(config, data, run_dir)
+    net = sparse_net(config, data)
     p, gene_map, history = evolve(
         config, data, net, config["genes"], config["generations"], run_dir, "nne"
     )
@@ -268,33 +252,13 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> None:
-    check_data(config, train_zero_is_all=False)
-    require_at_least(config, 1, "hidden", "genes", "generations", "sweep_generations")
-    require_at_least(config, 1, "eval_every", "checkpoint_every", "batch_size", "chunk")
-    require_at_least(config, 1, "image_block", "hidden_block", "signsgd_steps", "sgd_steps")
+    check_split(config)
+    require_at_least(config, 1, "generations", "sweep_generations", "eval_every")
+    require_at_least(config, 1, "checkpoint_every", "batch_size", "signsgd_steps", "sgd_steps")
     require(all(g >= 1 for g in config["genes_sweep"]), "genes_sweep values must be >= 1")
-    require(0 < config["edge_prob"] <= 1 and 0 < config["beta"] <= 1, "probabilities in (0, 1]")
-    require_positive(config, "epsilon", "signsgd_lr", "sgd_lr")
+    require_positive(config, "signsgd_lr", "sgd_lr")
     require(config["eval_samples"] >= 0, "eval_samples must be >= 0 (0: none)")
-    require(config["population"] >= 2, "population must be >= 2")
-    require(config["batch_images"] >= 0, "batch_images must be >= 0 (0: every training image)")
-    require(
-        config["batch_images"] % config["image_block"] == 0,
-        f"batch_images must be a multiple of image_block ({config['image_block']})",
-    )
-    require(
-        config["population"] % config["chunk"] == 0,
-        f"chunk {config['chunk']} must divide population {config['population']}",
-    )
-    n_train = config["train_per_digit"] * config["classes"]
-    require(
-        n_train % config["image_block"] == 0,
-        f"image_block {config['image_block']} must divide the {n_train} training images",
-    )
-    require(
-        config["hidden_block"] <= config["hidden"],
-        f"hidden_block must be <= hidden ({config['hidden']})",
-    )
+    check_es(config, [config["method"]])
     genes = max([config["genes"], *config["genes_sweep"]])
     pixels = 28 * 28
     require_fits(
@@ -321,6 +285,8 @@ EXPERIMENT = Experiment(
         "batch_images": 0,
         "population": 1000,
         "epsilon": 10.0,
+        "sigma": 0.02,
+        "lr_es": 0.03,
         "generations": 1000,
         "eval_every": 20,
         "eval_samples": 4,
@@ -352,29 +318,18 @@ EXPERIMENT = Experiment(
         "signsgd_steps": 100,
         "sgd_steps": 200,
     },
-    choices={"classes": (5, 10), "method": tuple(VARIANTS), **DATA_CHOICES},
+    choices={"classes": (5, 10), "method": METHOD_CHOICES, **DATA_CHOICES},
     check=check,
     help={
-        **DATA_HELP,
-        "classes": "digits 0..classes-1 (5: MNIST 0-4, 10: MNIST 0-9)",
-        "train_per_digit": "training images per digit (the set S; the paper: 200)",
-        "test_per_digit": "test images per digit (0 = every one)",
-        "hidden": "hidden ReLU units (the paper: 1000)",
-        "edge_prob": "probability of each input-hidden edge (the paper: 0.1)",
-        "genes": "number of genes n",
-        "beta": "density of the weight-generation matrix W (the paper: 0.0025)",
-        "method": "nne: the paper's rule; nne_improved: centered ranks, Malthusian selection, cosine epsilon (docs/nne_dopamine.md)",
-        "batch_images": "training images per generation (0: all, the paper's; a multiple of image_block)",
-        "population": "genotypes per generation N (the paper: 1000)",
-        "epsilon": "selection strength of Eq. 3 (the paper does not give it; see docs)",
+        **SPLIT_HELP,
+        "method": "nne: the paper's rule; nne_improved: centered ranks, Malthusian selection, cosine epsilon (docs/nne_dopamine.md); es, evosax:Open_ES: a dense MLP of the same sizes (accuracy.png only)",
+        "population": "genotypes per generation N (the paper: 1000), and ES members per step",
+        "batch_images": "training images per generation / ES step (0: all, the paper's; a multiple of image_block)",
         "genes_sweep": "numbers of genes for Fig. 3 (empty: skip)",
-        "chunk": "genotypes evaluated at once (memory, not results)",
-        "image_block": "training images per block of the population forward pass",
-        "hidden_block": "hidden units per cache block of the population forward pass",
         "signsgd_lr": "SignSGD step epsilon' on the output layer (Eq. 5)",
         "sgd_lr": "Adam learning rate of the SGD baseline",
-        "generations": "NNE generations of the main run",
-        "eval_every": "generations between test evaluations",
+        "generations": "NNE generations (ES steps) of the main run",
+        "eval_every": "generations (ES steps) between test evaluations",
         "eval_samples": "genotypes drawn from p at each evaluation (0: none)",
         "sweep_generations": "generations of each Fig. 3 run",
         "checkpoint_every": "generations between checkpoints",

@@ -1,5 +1,6 @@
 """The outputs of `nne-mnist`: Table 1 beside the paper's, accuracy over generations
-and wall time, the allele distribution (Fig. 2) and accuracy against genes (Fig. 3)."""
+and wall time, the allele distribution (Fig. 2) and accuracy against genes (Fig. 3);
+and of `nne-vs-es`: accuracy against wall seconds, one line per method, and its table."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from .. import plotting
 from ..runs import RunDir
 from ..tasks.mnist import MnistData
-from .history import last
+from .history import first_at_least, last
 
 PAPER_TABLE1 = {  # test accuracy on MNIST digits 0-4 (5 classes) and 0-9 (10 classes)
     5: {"nne": 0.921, "nne_signsgd": 0.916, "sgd": 0.96},
@@ -112,3 +113,104 @@ def plot_genes(run_dir: RunDir, sweep: dict[int, list[dict]], data: MnistData, c
     ax_t.title.set_fontsize(8)
     ax_t.legend(fontsize=8)
     run_dir.save_figure(fig, "genes.png")
+
+
+def plot_es(run_dir: RunDir, history: list[dict], method: str, data: MnistData) -> None:
+    """`nne-mnist` with an ES `method`: test accuracy over steps and step seconds."""
+    fig, ((ax_step, ax_time),) = plotting.figure(ncols=2)
+    evals = [r for r in history if "accuracy" in r]
+    steps = [r["step"] for r in evals]
+    seconds = [r.get("seconds", 0.0) for r in evals]
+    accuracy = [r["accuracy"] for r in evals]
+    ax_step.plot(steps, accuracy, color="tab:purple", label=f"{method}, dense MLP")
+    ax_time.plot(seconds, accuracy, color="tab:purple")
+    for ax in (ax_step, ax_time):
+        ax.axhline(1.0 / data.classes, color="gray", lw=0.6, ls=":")
+        ax.set_ylabel("test accuracy")
+    ax_step.set(xlabel="step", title=f"{method}, digits 0-{data.classes - 1}")
+    ax_time.set(xlabel="wall time of the steps (s, compilation included)", title=data.split_tag)
+    ax_step.legend(fontsize=7)
+    run_dir.save_figure(fig, "accuracy.png")
+
+
+METHOD_STYLES = {
+    "nne": ("NNE (the paper's rule)", "tab:green", "-"),
+    "nne_improved": ("NNE improved", "tab:olive", "-"),
+    "es": ("ES (bbpes)", "tab:purple", "--"),
+    "evosax:Open_ES": ("OpenES (evosax)", "tab:blue", "--"),
+}
+
+
+def comparison_rows(rows: list[dict], histories: dict, target: float) -> list[dict]:
+    """Each row (`method`, `network`, `steps`, `step_seconds`, ...) with its
+    `accuracy` at the budget (the last evaluation), the measured `seconds` of its
+    steps, and the first evaluated `step_to_target` and `seconds_to_target` at which
+    the test accuracy reached `target` (None: not reached)."""
+    out = []
+    for row in rows:
+        history = histories[row["method"]]
+        hit = first_at_least(history, target)
+        at = {r["step"]: r.get("seconds", 0.0) for r in history}
+        out.append(
+            {
+                **row,
+                "accuracy": last(history),
+                "seconds": max((r.get("seconds", 0.0) for r in history), default=0.0),
+                "step_to_target": hit,
+                "seconds_to_target": None if hit is None else at[hit],
+            }
+        )
+    return out
+
+
+def write_comparison(run_dir, rows, histories, target, config, data: MnistData) -> list[dict]:
+    """`comparison.md`: per method the network, steps, seconds per step, accuracy at
+    the budget and the seconds to `target` (the paper's NNE); returns the rows."""
+    rows = comparison_rows(rows, histories, target)
+    digits = f"0-{data.classes - 1}"
+    lines = [
+        f"# NNE beside ES on MNIST {digits}: {config['seconds']:g} s per method",
+        "",
+        f"{data.source}; {len(data.train_x)} training images, {len(data.test_x)} test "
+        f"images; {config['batch_images'] or len(data.train_x)} training images and "
+        f"{config['population']} networks per step for every method. Seconds: the "
+        "steps' measured wall time (compilation and test evaluations excluded); steps: "
+        f"the budget / the calibrated seconds per step. Target: {100 * target:.1f}%, "
+        "the paper's NNE (Table 1).",
+        "",
+        f"| method | network | steps | s / step | s trained | accuracy at budget (%) "
+        f"| s to {100 * target:.1f}% | step to {100 * target:.1f}% |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        reached = r["step_to_target"] is not None
+        to_seconds = f"{r['seconds_to_target']:.1f}" if reached else "-"
+        lines.append(
+            f"| `{r['method']}` | {r['network']} | {r['steps']} | {r['step_seconds']:.3g} "
+            f"| {r['seconds']:.0f} | {100 * r['accuracy']:.1f} | {to_seconds} "
+            f"| {r['step_to_target'] if reached else '-'} |"
+        )
+    (run_dir.path / "comparison.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def plot_accuracy_vs_seconds(run_dir, histories: dict, target: float, budget, data) -> None:
+    """`accuracy_vs_seconds.png`: test accuracy against the steps' wall seconds, one
+    line per method, the paper's NNE and the budget marked."""
+    fig, ((ax,),) = plotting.figure()
+    for method, history in histories.items():
+        name, color, style = METHOD_STYLES.get(method, (method, None, "-"))
+        evals = [r for r in history if "accuracy" in r]
+        seconds = [r.get("seconds", 0.0) for r in evals]
+        ax.plot(seconds, [r["accuracy"] for r in evals], style, color=color, label=name)
+    ax.axhline(target, color="black", lw=0.8, ls="-.", label=f"paper's NNE ({100 * target:.1f}%)")
+    ax.axhline(1.0 / data.classes, color="gray", lw=0.6, ls=":")
+    ax.axvline(budget, color="gray", lw=0.6, ls="--")
+    ax.set(
+        xlabel="wall seconds of training steps",
+        ylabel="test accuracy",
+        title=f"NNE vs ES, MNIST 0-{data.classes - 1}; {data.split_tag}",
+    )
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    run_dir.save_figure(fig, "accuracy_vs_seconds.png")

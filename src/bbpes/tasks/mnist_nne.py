@@ -1,7 +1,8 @@
 """The losses of neural net evolution on MNIST ("Biologically plausible neural networks
 via evolutionary dynamics and dopaminergic plasticity", section 3.1): the clipped
-fitness of a population of genotypes, the test accuracy of one sparse network, and the
-loss of the same sparse architecture with every weight free (the SGD baseline).
+fitness of a population of genotypes, the test accuracy of one sparse network, the
+loss of the same sparse architecture with every weight free (the SGD baseline), and a
+dense MLP of the same layer sizes on the same images (`DenseSplit`, what ES trains).
 
 Shapes: `m` links (weights) of a `SparseMLP` with H hidden units, C classes and
 `n_inputs` pixels; `n` genes; `c` genotypes evaluated at once.
@@ -18,6 +19,7 @@ import numpy as np
 from jax import Array
 
 from ..errors import ConfigError
+from ..models.mlp import MLP
 from ..models.sparse_mlp import (
     PopulationInputs,
     SparseMLP,
@@ -25,7 +27,18 @@ from ..models.sparse_mlp import (
     population_logits,
     population_weights,
 )
+from ..signals import LossForms
 from .mnist import batch_indices
+
+
+def generation_images(i: int, n_images: int, size: int, seed: int) -> np.ndarray:
+    """The indices `(size,)` of the training images of generation (step) `i`: every
+    image in order when `size == n_images`, else `batch_indices(i, n_images, size,
+    seed)` (epochs of fresh permutations). `ImageBatches` and `DenseSplit` both draw
+    their images here, so NNE and ES see the same images at every step."""
+    if size == n_images:
+        return np.arange(n_images)
+    return batch_indices(i, n_images, size, seed)
 
 
 class ClippedFitness(eqx.Module):
@@ -93,7 +106,7 @@ class ImageBatches(eqx.Module):
     **Fields:** `inputs`, the whole set's layout (`population_inputs(net, x, y,
     image_block=b)`, only a one-batch template when `size < S`); `pixels[g] (S, n_g, hb,
     K_g)`, its pixels image-major (empty when `size = S`); `labels (S,)`; `size`, images per batch (a multiple of `b`, at most `S`); `seed`. Batch `i`
-    is `bbpes.tasks.mnist.batch_indices(i, S, size, seed)`: epochs of fresh
+    is `generation_images(i, S, size, seed)`: epochs of fresh
     permutations, a function of `i` only (exact resumes). `size = S` is the whole set
     in its own order (the plain NNE's data, bit for bit).
     """
@@ -135,7 +148,7 @@ class ImageBatches(eqx.Module):
     def __call__(self, i: int) -> tuple[PopulationInputs]:
         if self.size == self.n_images:
             return (self.inputs,)
-        index = batch_indices(i, self.n_images, self.size, self.seed)
+        index = generation_images(i, self.n_images, self.size, self.seed)
         return (self.take(jnp.asarray(index, jnp.int32)),)
 
 
@@ -157,3 +170,53 @@ def _take(batches: ImageBatches, index: Array) -> PopulationInputs:
         batches.inputs,
         (tuple(blocks(x) for x in pixels), batches.labels[index].reshape(-1, block)),
     )
+
+
+def mlp_loss(model: MLP, x: Array, y: Array) -> Array:
+    """Mean cross-entropy of `model` (a `bbpes.models.mlp.MLP`) on `x (B, n_inputs)`,
+    integer labels `y (B,)`: a scalar."""
+    return jnp.mean(cross_entropy(jax.vmap(model)(x), y))
+
+
+@eqx.filter_jit
+def _mlp_accuracy(model: MLP, x: Array, y: Array) -> Array:
+    return jnp.mean(jnp.argmax(jax.vmap(model)(x), -1) == y)
+
+
+class DenseSplit(eqx.Module):
+    """A dense ReLU MLP `n_inputs-H-C` (with biases) trained on NNE's split: generation
+    `i`'s training images are `generation_images(i, S, size, seed)`, the images
+    `ImageBatches(inputs, size, seed)` gives NNE at generation `i`.
+
+    **Fields:** `train_x (S, n_inputs)`, `train_y (S,)`, `test_x (M, n_inputs)`,
+    `test_y (M,)` (device arrays); `size`, images per step (`<= S`); `seed`.
+    `loss_forms()` offers `mlp_loss` to `bbpes.signals.make_learner`; `batch(i)` is
+    `(x (size, n_inputs), y (size,))`; `evaluate(model)` is `{"accuracy": test
+    accuracy}`; `initial_model(hidden, key)` is equinox's default initialisation."""
+
+    train_x: Array
+    train_y: Array
+    test_x: Array
+    test_y: Array
+    size: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+
+    def __init__(self, train_x, train_y, test_x, test_y, size: int, seed: int = 0):
+        if not 0 < size <= len(train_x):
+            raise ConfigError(f"batch of {size} images: at most the {len(train_x)} training images")
+        self.train_x, self.train_y = jnp.asarray(train_x), jnp.asarray(train_y)
+        self.test_x, self.test_y = jnp.asarray(test_x), jnp.asarray(test_y)
+        self.size, self.seed = size, seed
+
+    def initial_model(self, hidden: int, classes: int, key: Array) -> MLP:
+        return MLP(self.train_x.shape[1], classes, [hidden], "relu", key=key)
+
+    def loss_forms(self) -> LossForms:
+        return LossForms(loss=mlp_loss)
+
+    def batch(self, i: int) -> tuple[Array, Array]:
+        index = jnp.asarray(generation_images(i, self.train_x.shape[0], self.size, self.seed))
+        return self.train_x[index], self.train_y[index]
+
+    def evaluate(self, model: MLP) -> dict[str, Array]:
+        return {"accuracy": _mlp_accuracy(model, self.test_x, self.test_y)}
