@@ -1,4 +1,5 @@
-"""Shared fixtures. Like diffrax's suite, numerics are checked in float64; code paths
+"""Shared fixtures: a key, the MNIST test files, a script in a fresh process, and a
+run of `train` interrupted and resumed. Like diffrax's suite, numerics are checked in float64; code paths
 that must work in float32 say so with `jax.enable_x64(False)`."""
 
 from __future__ import annotations
@@ -49,5 +50,51 @@ def run_script():
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return done
+
+    return run
+
+
+class Killed(Exception):
+    """What `cut_and_resumed(kill=True)` raises in the cut run's batch: a killed process."""
+
+
+@pytest.fixture
+def cut_and_resumed(tmp_path: Path):
+    """`cut_and_resumed(learner, params, steps, cut, kill=False, **options) -> (full,
+    resumed)`: the `TrainResult`s of `steps` steps of `train` (key 1) run through, in
+    `tmp_path / "full"`, and of a run in `tmp_path / "cut"` stopped after `cut` steps
+    and then resumed from its checkpoints to `steps`; `options` go to `train`
+    (`checkpoint_every`, `batch`...). The cut run finishes `cut` steps (a checkpoint
+    at its end), or with `kill` dies in the batch of step `cut + 1` (`batch` given),
+    past its last checkpoint, as a killed process does."""
+    from bbpes.runs import RunDir  # here: after x64 and the device count are set above
+    from bbpes.train import train
+
+    def run(learner, params, steps: int, cut: int, kill: bool = False, **options):
+        def train_in(path: Path, steps: int, **more):
+            return train(
+                learner,
+                params,
+                jax.random.key(1),
+                steps=steps,
+                run=RunDir(path),
+                resume=True,
+                progress="off",
+                **{**options, **more},
+            )
+
+        full = train_in(tmp_path / "full", steps)
+        if kill:
+
+            def killing_batch(i):
+                if i == cut:
+                    raise Killed
+                return options["batch"](i)
+
+            with pytest.raises(Killed):
+                train_in(tmp_path / "cut", steps, batch=killing_batch)
+        else:
+            train_in(tmp_path / "cut", cut)
+        return full, train_in(tmp_path / "cut", steps)
 
     return run

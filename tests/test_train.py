@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -42,57 +40,17 @@ def test_gradient_learner_reduces_the_loss():
         assert len(result.history) == 60 and result.stopped is None
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path):
-    full = train(
-        make_learner(),
-        jnp.zeros(3),
-        jax.random.key(1),
-        steps=30,
-        batch=batch,
-        run=RunDir(tmp_path / "a"),
-        checkpoint_every=4,
-        progress="off",
-    )
-
-    def killing_batch(i):
-        if i == 17:
-            raise Interrupt
-        return batch(i)
-
-    run = RunDir(tmp_path / "b")
-    with pytest.raises(Interrupt):
-        train(
-            make_learner(),
-            jnp.zeros(3),
-            jax.random.key(1),
-            steps=30,
-            batch=killing_batch,
-            run=run,
-            checkpoint_every=4,
-            progress="off",
-        )
-    steps_before = [
-        json.loads(line)["step"] for line in run.file("history.jsonl").read_text().splitlines()
-    ]
-    assert steps_before == list(range(1, 18)) or steps_before == list(range(1, 17))
-    resumed = train(
-        make_learner(),
-        jnp.zeros(3),
-        jax.random.key(1),
-        steps=30,
-        batch=batch,
-        run=run,
-        checkpoint_every=4,
-        resume=True,
-        progress="off",
+def test_resume_after_a_kill_gives_the_uninterrupted_result(cut_and_resumed, tmp_path):
+    """Killed in step 18, past the checkpoint of step 16: the resumed run drops the
+    records after it and gives the uninterrupted run's params and history."""
+    full, resumed = cut_and_resumed(
+        make_learner(), jnp.zeros(3), 30, 17, kill=True, batch=batch, checkpoint_every=4
     )
     np.testing.assert_array_equal(resumed.params, full.params)
-    a = [(r["step"], r["loss"]) for r in RunDir(tmp_path / "a").read_history()]
-    b = [(r["step"], r["loss"]) for r in run.read_history()]
+    a, b = (
+        [(r["step"], r["loss"]) for r in RunDir(tmp_path / d).read_history()]
+        for d in ("full", "cut")
+    )
     assert a == b and len(b) == 30
 
 

@@ -14,7 +14,7 @@ assumed (`bbpes.bench`), so it is not part of this table.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import jax
@@ -59,19 +59,23 @@ class Signal:
     guide: tuple[str, ...] = ()
 
 
+_ES = Signal(
+    "es",
+    "forward",
+    "loss",
+    "es",
+    False,
+    "samples + 1",
+    "flat",
+    "Salimans et al. 2017; BBPES paper Alg. 1",
+)
+"""Gaussian-smoothing ES. Weight perturbation needs, costs and steps as ES does: its
+record is this one under its own name and reference."""
+
 SIGNALS: dict[str, Signal] = {
     s.name: s
     for s in (
-        Signal(
-            "es",
-            "forward",
-            "loss",
-            "es",
-            False,
-            "samples + 1",
-            "flat",
-            "Salimans et al. 2017; BBPES paper Alg. 1",
-        ),
+        _ES,
         Signal(
             "bptt",
             "backprop",
@@ -174,15 +178,8 @@ SIGNALS: dict[str, Signal] = {
             "linear in T",
             "surrogate gradients for spikes (Zenke & Ganguli 2018; Neftci et al. 2019)",
         ),
-        Signal(
-            "weight_perturbation",
-            "forward",
-            "loss",
-            "es",
-            False,
-            "samples + 1",
-            "flat",
-            "Widrow & Lehr 1990; Jabri & Flower 1992",
+        replace(
+            _ES, name="weight_perturbation", reference="Widrow & Lehr 1990; Jabri & Flower 1992"
         ),
     )
 }

@@ -10,9 +10,10 @@ import pytest
 
 from bbpes.experiments import get
 from bbpes.experiments.base import ConfigError
-from bbpes.experiments.nne_vs_es import es_training, load_data, nne_training, sparse_net
+from bbpes.experiments.mnist_data import nne_training
 from bbpes.experiments.runner import run_experiment
 from bbpes.tasks.mnist_nne import generation_images
+from bbpes.tasks.mnist_nne_setup import es_training, load_data, sparse_net
 
 TINY = {
     "classes": 5,

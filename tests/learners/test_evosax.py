@@ -8,8 +8,6 @@ step is compiled once for all the tests of this file.
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,36 +103,19 @@ def test_every_strategy_lowers_sphere_and_rosenbrock(name):
         assert last["nonfinite_members"] == 0
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_resume_from_a_checkpoint_is_bit_identical(name, tmp_path):
-    """Killed after step 17 (checkpoints every 4), resumed: the same params, state and
+def test_resume_from_a_checkpoint_is_bit_identical(name, cut_and_resumed, tmp_path):
+    """Killed in step 18 (checkpoints every 4), resumed: the same params, state and
     history as an uninterrupted run, to the bit."""
-    batch = lambda i: (jnp.array(ROSENBROCK),)
-    common = dict(steps=30, checkpoint_every=4, progress="off")
-    full = train(learner(name), X_ROSENBROCK, jax.random.key(5), batch=batch,
-                 run=RunDir(tmp_path / "a"), **common)  # fmt: skip
-
-    def killing_batch(i):
-        if i == 17:
-            raise Interrupt
-        return batch(i)
-
-    run = RunDir(tmp_path / "b")
-    with pytest.raises(Interrupt):
-        train(learner(name), X_ROSENBROCK, jax.random.key(5), batch=killing_batch, run=run,
-              **common)  # fmt: skip
-    resumed = train(learner(name), X_ROSENBROCK, jax.random.key(5), batch=batch, run=run,
-                    resume=True, **common)  # fmt: skip
+    full, resumed = cut_and_resumed(
+        learner(name), X_ROSENBROCK, 30, 17, kill=True,
+        batch=lambda i: (jnp.array(ROSENBROCK),), checkpoint_every=4,
+    )  # fmt: skip
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(a, b)
-    lines = lambda d: [json.loads(x) for x in d.file("history.jsonl").read_text().splitlines()]
     keep = ("step", "loss", "best_loss", "nonfinite_members")
-    a = [tuple(r[k] for k in keep) for r in lines(RunDir(tmp_path / "a"))]
-    b = [tuple(r[k] for k in keep) for r in lines(run)]
+    a, b = ([tuple(r[k] for k in keep) for r in RunDir(tmp_path / d).read_history()]
+            for d in ("full", "cut"))  # fmt: skip
     assert a == b and len(b) == 30
 
 

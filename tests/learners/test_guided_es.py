@@ -4,8 +4,6 @@ bit-exact resume through `bbpes.train`."""
 
 from __future__ import annotations
 
-import json
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -19,7 +17,6 @@ from bbpes.estimators.es import es
 from bbpes.learners import GradientLearner
 from bbpes.learners.guided_es import GuidedES, guided_es_gradient, guided_noise, guiding_basis
 from bbpes.runs import RunDir
-from bbpes.train import train
 
 N = 50
 SCALES = jnp.asarray(np.logspace(-1, 1, N))
@@ -169,14 +166,13 @@ def test_nonfinite_losses_are_the_worst_and_all_nonfinite_rejects_the_step():
         np.testing.assert_array_equal(a, b)
 
 
-def test_zero_or_nonfinite_surrogates_are_not_buffered():
-    zero = lambda p, key: (quadratic(p), jnp.zeros_like(p))
-    broken = lambda p, key: (quadratic(p), jnp.full_like(p, jnp.nan))
-    for surrogate in (zero, broken):
-        learner = GuidedES(quadratic, surrogate, optax.sgd(0.1), sigma=0.3, samples=10, k=2)
-        state, metrics = jax.jit(learner.step)(learner.init(jnp.zeros(N)), jax.random.key(0))
-        assert int(state.count) == 0 and np.all(state.U_raw == 0)
-        assert metrics["surrogate_cosine"] == 0.0 and np.isfinite(metrics["grad_norm"])
+@pytest.mark.parametrize("fill", [0.0, jnp.nan], ids=["zero", "nan"])
+def test_zero_or_nonfinite_surrogates_are_not_buffered(fill):
+    surrogate = lambda p, key: (quadratic(p), jnp.full_like(p, fill))
+    learner = GuidedES(quadratic, surrogate, optax.sgd(0.1), sigma=0.3, samples=10, k=2)
+    state, metrics = jax.jit(learner.step)(learner.init(jnp.zeros(N)), jax.random.key(0))
+    assert int(state.count) == 0 and np.all(state.U_raw == 0)
+    assert metrics["surrogate_cosine"] == 0.0 and np.isfinite(metrics["grad_norm"])
 
 
 @pytest.mark.parametrize(
@@ -209,61 +205,19 @@ def make_learner():
     )
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_trains_through_the_loop_and_resumes_bit_exactly(tmp_path):
-    full = train(
-        make_learner(),
-        jnp.zeros(3),
-        jax.random.key(1),
-        steps=30,
-        batch=batch,
-        run=RunDir(tmp_path / "a"),
-        checkpoint_every=4,
-        progress="off",
+def test_trains_through_the_loop_and_resumes_bit_exactly(cut_and_resumed, tmp_path):
+    """Killed in step 18 (checkpoints every 4), resumed: the params, the guiding
+    buffer and the history of an uninterrupted run, to the bit."""
+    full, resumed = cut_and_resumed(
+        make_learner(), jnp.zeros(3), 30, 17, kill=True, batch=batch, checkpoint_every=4
     )
     assert full.history[-1]["loss"] < 0.05 * full.history[0]["loss"]
     assert {"loss", "grad_norm", "surrogate_cosine"} <= set(full.history[-1])
-
-    def killing_batch(i):
-        if i == 17:
-            raise Interrupt
-        return batch(i)
-
-    run = RunDir(tmp_path / "b")
-    with pytest.raises(Interrupt):
-        train(
-            make_learner(),
-            jnp.zeros(3),
-            jax.random.key(1),
-            steps=30,
-            batch=killing_batch,
-            run=run,
-            checkpoint_every=4,
-            progress="off",
-        )
-    steps_before = [
-        json.loads(line)["step"] for line in run.file("history.jsonl").read_text().splitlines()
-    ]
-    assert steps_before[-1] in (16, 17)
-    resumed = train(
-        make_learner(),
-        jnp.zeros(3),
-        jax.random.key(1),
-        steps=30,
-        batch=batch,
-        run=run,
-        checkpoint_every=4,
-        resume=True,
-        progress="off",
-    )
     np.testing.assert_array_equal(resumed.params, full.params)
     np.testing.assert_array_equal(resumed.state.U_raw, full.state.U_raw)
     assert int(resumed.state.count) == int(full.state.count) == 30
-    a = [
-        (r["step"], r["loss"], r["surrogate_cosine"]) for r in RunDir(tmp_path / "a").read_history()
-    ]
-    b = [(r["step"], r["loss"], r["surrogate_cosine"]) for r in run.read_history()]
+    a, b = (
+        [(r["step"], r["loss"], r["surrogate_cosine"]) for r in RunDir(tmp_path / d).read_history()]
+        for d in ("full", "cut")
+    )
     assert a == b and len(b) == 30

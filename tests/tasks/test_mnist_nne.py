@@ -13,6 +13,7 @@ from scipy.special import log_softmax
 from bbpes.errors import ConfigError
 from bbpes.learners.nne import random_gene_map
 from bbpes.models.sparse_mlp import population_inputs, random_sparse_mlp
+from bbpes.tasks.mnist import MnistData
 from bbpes.tasks.mnist_nne import (
     ClippedFitness,
     DenseSplit,
@@ -24,6 +25,7 @@ from bbpes.tasks.mnist_nne import (
     masked_loss,
     mlp_loss,
 )
+from bbpes.tasks.mnist_nne_setup import nne_evaluator
 
 
 def dense_logits(net, weights, x):
@@ -120,3 +122,24 @@ def test_the_dense_mlp_loss_and_accuracy_are_its_logits():
     assert len(jax.tree.leaves(model)) == 4  # two layers with biases: dense weights and biases
     with pytest.raises(ConfigError, match="at most the 30 training images"):
         DenseSplit(x, y, x, y, 31)
+
+
+def test_the_nne_evaluation_reads_the_genotypes_of_p_and_counts_alleles_near_fixation():
+    rng, net, x, y, gene_map = problem(seed=2, images=30, genes=8)
+    data = MnistData(x[:10], y[:10], x[10:], y[10:], (0, 1, 2), "synthetic", "standard")
+    p = jnp.asarray([0.0005, 0.25, 0.5, 0.995, 0.65, 0.15, 0.92, 0.58])
+    drawn = jnp.asarray(rng.random((3, 8)) < 0.5, p.dtype)
+
+    def dense_accuracy(genotype):
+        weights = np.asarray(gene_map(jnp.asarray(genotype, p.dtype)))
+        return np.mean(dense_logits(net, weights, x[10:]).argmax(1) == y[10:])
+
+    out = nne_evaluator(net, gene_map, data, lambda q: drawn)(p)
+    assert float(out["accuracy"]) == pytest.approx(dense_accuracy([0, 0, 0, 1, 1, 0, 1, 1]))
+    assert float(out["accuracy_mean_weights"]) == pytest.approx(dense_accuracy(p))
+    assert out["accuracy_sampled"] == pytest.approx(np.mean([dense_accuracy(g) for g in drawn]))
+    # distances from fixation, sorted: 5e-4, 5e-3, 0.08, 0.15, 0.25, 0.35, 0.42, 0.5
+    within = {0.001: 1 / 8, 0.01: 2 / 8, 0.1: 3 / 8, 0.2: 4 / 8, 0.3: 5 / 8, 0.4: 6 / 8, 0.5: 1.0}
+    for distance, fraction in within.items():
+        assert float(out[f"alleles_within_{distance:g}"]) == pytest.approx(fraction), distance
+    assert "accuracy_sampled" not in nne_evaluator(net, gene_map, data, None)(p)

@@ -34,11 +34,24 @@ from ..tasks.mnist_nne import (
     masked_logits,
     masked_loss,
 )
+from ..tasks.mnist_nne_setup import Training, es_training, load_data, sparse_net
 from ..tasks.readout import FeatureReadout
 from ..train import train
 from .base import Experiment, require, require_at_least, require_fits, require_positive
 from .history import last, seconds_per_iteration, steps_per_second
-from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP
+from .mnist_data import (
+    DATA_DEFAULTS,
+    DATA_HELP,
+    ES_METHODS,
+    METHOD_CHOICES,
+    SPLIT_CHOICES,
+    SPLIT_DEFAULTS,
+    SPLIT_HELP,
+    SPLIT_QUICK,
+    check_es,
+    check_split,
+    nne_training,
+)
 from .nne_mnist_report import (
     PAPER_TABLE1,
     plot_accuracy,
@@ -46,18 +59,6 @@ from .nne_mnist_report import (
     plot_es,
     plot_genes,
     write_table,
-)
-from .nne_vs_es import (
-    ES_METHODS,
-    METHOD_CHOICES,
-    SPLIT_HELP,
-    Training,
-    check_es,
-    check_split,
-    es_training,
-    load_data,
-    nne_training,
-    sparse_net,
 )
 
 __all__ = ["DATA_DEFAULTS", "DATA_HELP", "ClippedFitness", "last"]  # importable from here too
@@ -273,28 +274,16 @@ EXPERIMENT = Experiment(
     summary="neural net evolution (allele frequencies, Eq. 3) on MNIST: Table 1, Figs. 2-3",
     run=run,
     defaults={
-        **DATA_DEFAULTS,
-        "classes": 5,
-        "train_per_digit": 200,
-        "test_per_digit": 0,
-        "hidden": 1000,
-        "edge_prob": 0.1,
-        "genes": 5000,
-        "beta": 0.0025,
+        **SPLIT_DEFAULTS,
         "method": "nne",
         "batch_images": 0,
         "population": 1000,
-        "epsilon": 10.0,
-        "sigma": 0.02,
-        "lr_es": 0.03,
         "generations": 1000,
         "eval_every": 20,
         "eval_samples": 4,
         "genes_sweep": [500, 1000, 2000, 5000],
         "sweep_generations": 100,
         "chunk": 125,
-        "image_block": 100,
-        "hidden_block": 10,
         "checkpoint_every": 10,
         "batch_size": 50,
         "signsgd_lr": 0.01,
@@ -303,13 +292,8 @@ EXPERIMENT = Experiment(
         "sgd_steps": 2000,
     },
     quick={
-        "train_per_digit": 40,
-        "test_per_digit": 100,
+        **SPLIT_QUICK,
         "hidden": 200,
-        "genes": 1000,
-        "population": 100,
-        "chunk": 50,
-        "image_block": 100,
         "generations": 80,
         "eval_every": 10,
         "eval_samples": 2,
@@ -318,7 +302,7 @@ EXPERIMENT = Experiment(
         "signsgd_steps": 100,
         "sgd_steps": 200,
     },
-    choices={"classes": (5, 10), "method": METHOD_CHOICES, **DATA_CHOICES},
+    choices={**SPLIT_CHOICES, "method": METHOD_CHOICES},
     check=check,
     help={
         **SPLIT_HELP,

@@ -9,14 +9,23 @@ from typing import Any
 from .. import plotting
 from ..runs import RunDir
 from ..tasks.mnist import MnistData
+from ..tasks.mnist_nne_setup import ALLELE_GRID
 from .history import first_at_least, last
 
 PAPER_TABLE1 = {  # test accuracy on MNIST digits 0-4 (5 classes) and 0-9 (10 classes)
     5: {"nne": 0.921, "nne_signsgd": 0.916, "sgd": 0.96},
     10: {"nne": 0.788, "nne_signsgd": 0.856, "sgd": 0.882},
 }
-ALLELE_GRID = (0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 ROWS = {"nne": "NNE", "nne_signsgd": "NNE + SignSGD", "sgd": "SGD (Adam)"}
+
+
+def finish(run_dir: RunDir, fig, ax, name: str, legend_size: float = 8, **labels: str) -> None:
+    """Set `ax`'s `labels` (`xlabel`, `ylabel`, `title`), its title in 8 pt and its
+    legend in `legend_size` pt, and save `fig` in the run directory as `name`."""
+    ax.set(**labels)
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=legend_size)
+    run_dir.save_figure(fig, name)
 
 
 def write_table(run_dir: RunDir, metrics: dict[str, Any], data: MnistData) -> None:
@@ -83,14 +92,15 @@ def plot_alleles(run_dir: RunDir, history: list[dict], data: MnistData) -> None:
         record = evals[i]
         y = [1.0 - record[f"alleles_within_{x:g}"] for x in ALLELE_GRID]
         ax.plot(ALLELE_GRID, y, marker="o", ms=3, label=f"t = {record['step']}")
-    ax.set(
+    finish(
+        run_dir,
+        fig,
+        ax,
+        "alleles.png",
         xlabel="x (distance from 0 or 1)",
         ylabel="fraction of alleles in [x, 1 - x]",
         title=f"Allele distribution (Fig. 2); {data.split_tag}",
     )
-    ax.title.set_fontsize(8)
-    ax.legend(fontsize=8)
-    run_dir.save_figure(fig, "alleles.png")
 
 
 def plot_genes(run_dir: RunDir, sweep: dict[int, list[dict]], data: MnistData, config) -> None:
@@ -109,10 +119,15 @@ def plot_genes(run_dir: RunDir, sweep: dict[int, list[dict]], data: MnistData, c
     for g in genes:
         evals = [r for r in sweep[g] if "accuracy" in r]
         ax_t.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], label=f"n = {g}")
-    ax_t.set(xlabel="generation", ylabel="test accuracy", title=data.split_tag)
-    ax_t.title.set_fontsize(8)
-    ax_t.legend(fontsize=8)
-    run_dir.save_figure(fig, "genes.png")
+    finish(
+        run_dir,
+        fig,
+        ax_t,
+        "genes.png",
+        xlabel="generation",
+        ylabel="test accuracy",
+        title=data.split_tag,
+    )
 
 
 def plot_es(run_dir: RunDir, history: list[dict], method: str, data: MnistData) -> None:
@@ -206,11 +221,13 @@ def plot_accuracy_vs_seconds(run_dir, histories: dict, target: float, budget, da
     ax.axhline(target, color="black", lw=0.8, ls="-.", label=f"paper's NNE ({100 * target:.1f}%)")
     ax.axhline(1.0 / data.classes, color="gray", lw=0.6, ls=":")
     ax.axvline(budget, color="gray", lw=0.6, ls="--")
-    ax.set(
+    finish(
+        run_dir,
+        fig,
+        ax,
+        "accuracy_vs_seconds.png",
+        legend_size=7,
         xlabel="wall seconds of training steps",
         ylabel="test accuracy",
         title=f"NNE vs ES, MNIST 0-{data.classes - 1}; {data.split_tag}",
     )
-    ax.title.set_fontsize(8)
-    ax.legend(fontsize=7)
-    run_dir.save_figure(fig, "accuracy_vs_seconds.png")

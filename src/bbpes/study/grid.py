@@ -248,55 +248,42 @@ def run_signal(
     row["forward_passes_measured"] = calibration["step_seconds"] / max(
         calibration["forward_seconds"], 1e-12
     )
-    tuned = []
-    for k, value in enumerate(values):
-        name = _cell_name(regime.name, method, f"tune{k}")
-        cell = _read(run_dir, name)
-        if cell is None:
-            settings = {**base, tuning.knob: value}
-            cell = train_cell(
-                regime,
-                problem,
-                method,
-                settings,
-                0,
-                steps,
-                run_dir,
-                f"{regime.name}-{method}-tune{k}",
-                problem.validate,
-                optimizer,
-                resume,
-            )
-            cell["value"] = value
-            run_dir.write_json(name, cell)
-        tuned.append(cell)
+
+    def cell(part: str, run: int, knob_value: Any, metric_fn, **record: Any) -> dict[str, Any]:
+        """The finished cell `part` (`tune{k}`, `seed{run}`) of the run directory, else
+        the knob at `knob_value` trained on `run` for `steps`, with `record` added,
+        stored."""
+        name = _cell_name(regime.name, method, part)
+        stored = _read(run_dir, name)
+        if stored is not None:
+            return stored
+        label = f"{regime.name}-{method}-{part}"
+        settings = {**base, tuning.knob: knob_value}
+        out = train_cell(
+            regime,
+            problem,
+            method,
+            settings,
+            run,
+            steps,
+            run_dir,
+            label,
+            metric_fn,
+            optimizer,
+            resume,
+        )
+        out.update(record)
+        run_dir.write_json(name, out)
+        return out
+
+    tuned = [cell(f"tune{k}", 0, v, problem.validate, value=v) for k, v in enumerate(values)]
     pick = 0
-    for k, cell in enumerate(tuned):
-        if regime.better(cell["final"], tuned[pick]["final"]):
+    for k, tuned_cell in enumerate(tuned):
+        if regime.better(tuned_cell["final"], tuned[pick]["final"]):
             pick = k
     row["knob"], row["selected"] = tuning.knob, values[pick]
     row["validation"] = [c["final"] for c in tuned]
-    runs = []
-    for run in range(1, seeds + 1):
-        name = _cell_name(regime.name, method, f"seed{run}")
-        cell = _read(run_dir, name)
-        if cell is None:
-            settings = {**base, tuning.knob: values[pick]}
-            cell = train_cell(
-                regime,
-                problem,
-                method,
-                settings,
-                run,
-                steps,
-                run_dir,
-                f"{regime.name}-{method}-seed{run}",
-                problem.test,
-                optimizer,
-                resume,
-            )
-            run_dir.write_json(name, cell)
-        runs.append(cell)
+    runs = [cell(f"seed{r}", r, values[pick], problem.test) for r in range(1, seeds + 1)]
     row.update(summarise(regime, runs, row["forward_passes_per_step"], calibration["step_seconds"]))
     row["curves"] = [c["curve"] for c in runs]
     return row
