@@ -107,6 +107,38 @@ def test_gradient_learner_skips_nan_gradients():
     np.testing.assert_allclose(result.params, jnp.ones(2) * 0.8**2)
 
 
+def test_a_step_stopped_by_a_runtime_check_is_rejected_and_training_goes_on():
+    """A check inside the compiled step (`eqx.error_if`, as lineax raises on a linear
+    solve of a diverged implicit ODE step in the backward pass) rejects that step, keeps
+    the old state (Adam's momentum included) and names the check; the run continues."""
+
+    def checked(p, flag):
+        p = eqx.error_if(p, flag, "a linear solver returned non-finite output")
+        return jnp.sum(p**2)
+
+    learner = GradientLearner(bptt(checked), optax.adam(0.1))
+    result = train(
+        learner,
+        jnp.ones(2),
+        jax.random.key(0),
+        steps=4,
+        batch=lambda i: (jnp.array(i == 1),),
+        progress="off",
+    )
+    assert [r["nonfinite"] for r in result.history] == [False, True, False, False]
+    assert result.history[1]["error"] == "a linear solver returned non-finite output"
+    assert result.stopped is None
+    clean = train(  # the same run without the failing step: three Adam steps
+        learner,
+        jnp.ones(2),
+        jax.random.key(0),
+        steps=3,
+        batch=lambda i: (jnp.array(False),),
+        progress="off",
+    )
+    np.testing.assert_allclose(result.params, clean.params, rtol=1e-6)
+
+
 def flaky(kind):
     """An estimator whose step fails where the batch says `bad`: an ES population that
     all diverged (finite centre loss, NaN gradient), or a failed ODE solve as it was

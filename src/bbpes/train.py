@@ -200,6 +200,17 @@ def _scalars(metrics: dict) -> dict[str, Any]:
     return out
 
 
+def _failed_step(error: Exception) -> dict[str, Any]:
+    """The record of a step whose program stopped on a runtime check (`eqx.error_if`:
+    e.g. a linear solve of an implicit ODE step that diverged, inside the backward pass,
+    where no result code reaches the loss): rejected like a non-finite step, with the
+    check's first line as `error`."""
+    marker = "EquinoxRuntimeError: "
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    message = next((ln.split(marker, 1)[1] for ln in lines if marker in ln), None)
+    return {"loss": float("nan"), "nonfinite": True, "error": (message or lines[0])[:200]}
+
+
 def train(
     learner: AbstractLearner,
     params: Any,
@@ -287,8 +298,11 @@ def train(
             args = batch(i) if batch is not None else ()
             args = args if isinstance(args, tuple) else (args,)
             with _compile_timer() as compiling:
-                state, metrics = step_fn(state, jax.random.fold_in(key, i), *args)
-                metrics = _scalars(metrics)  # waits for the step
+                try:
+                    state, metrics = step_fn(state, jax.random.fold_in(key, i), *args)
+                    metrics = _scalars(metrics)  # waits for the step
+                except eqx.EquinoxRuntimeError as error:
+                    metrics = _failed_step(error)  # the state is the old one: rejected
             seconds += time.perf_counter() - t0
             nonfinite_run = nonfinite_run + 1 if metrics["nonfinite"] else 0
             if nonfinite_run >= max_nonfinite:
