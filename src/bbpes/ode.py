@@ -37,6 +37,12 @@ def _failed_to_inf_jvp(primals, tangents):
     return failed_to_inf(loss, ok), dloss * jnp.where(ok, 1.0, jnp.nan).astype(dloss.dtype)
 
 
+def _float_type(tree):
+    """The dtype of the running-cost integral for the state `tree`: its leaves' common
+    type as JAX will hold it (float32 for a float64 numpy state when x64 is off)."""
+    return jax.dtypes.canonicalize_dtype(jnp.result_type(*jax.tree.leaves(tree)))
+
+
 class ODELoss(eqx.Module):
     """A differentiable loss of the solution of an ODE, solved with diffrax.
 
@@ -87,7 +93,7 @@ class ODELoss(eqx.Module):
         y, _ = state
         dy = self.vector_field(t, y, params, *args)
         dq = (
-            jnp.zeros((), jnp.result_type(*jax.tree.leaves(y)))
+            jnp.zeros((), _float_type(y))
             if self.running_cost is None
             else jnp.asarray(self.running_cost(t, y, params, *args))
         )
@@ -95,7 +101,7 @@ class ODELoss(eqx.Module):
 
     def augmented_initial_state(self, params, *args):
         y0 = self.initial_state(params, *args)
-        return y0, jnp.zeros((), jnp.result_type(*jax.tree.leaves(y0)))
+        return y0, jnp.zeros((), _float_type(y0))
 
     def final_loss(self, state, params, *args) -> Array:
         """Loss as a function of the final augmented state `(y(t1), q(t1))`."""

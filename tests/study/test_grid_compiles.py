@@ -78,3 +78,19 @@ def test_the_reused_executable_gives_the_numbers_of_a_fresh_learner(problem, met
         losses = [[r["loss"] for r in result.history] for result in results]
         np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
         assert losses[1][-1] != losses[1][0]  # it trained
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype float64")  # the spiral's numpy times
+def test_every_signal_of_the_spiral_regime_compiles_its_step():
+    """The spiral's forward gradient needs the ODE solved in forward mode (jax.jvp cannot
+    run through the reverse-mode adjoint's custom_vjp), and its BPTT the default: each
+    signal of the spiral regime gets the forms it can differentiate."""
+    table = regimes()
+    for name, x64 in (("spiral", False),):
+        regime = table[name]
+        with jax.enable_x64(x64):  # as the study runs them (the suite's default is x64)
+            problem = regime.build("tiny")
+            assert problem.x64 == x64
+            for method in regime.signals:
+                step = grid.compiled_step(problem, method)
+                assert step.peak_bytes is None or step.peak_bytes > 0

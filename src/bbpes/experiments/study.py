@@ -248,7 +248,7 @@ EXPERIMENT = Experiment(
     check=check,
     help={
         "regimes": "which claims to test (default: all)",
-        "scale": "tiny (tests), quick (minutes), reduced (about 2 h on 2 cores), paper",
+        "scale": "tiny (tests), quick (about 10 min a regime), reduced (25-40 min a regime on 2 loaded cores), paper",
         "budget": "training seconds per run, equal for every signal (0: the scale's)",
         "seeds": "fresh runs of the selected setting per signal (spread over these)",
         "sweep": "values of each signal's step size tried on the tuning run (1-3)",

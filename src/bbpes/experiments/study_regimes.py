@@ -1,8 +1,9 @@
 """The regimes of the signals study (`bbpes run signals`): each of the ES paper's claims
 as a `bbpes.study.Regime`, at four scales.
 
-Scales: `tiny` (the test suite: seconds), `quick` (a few minutes for the grid), `reduced`
-(the default: the whole grid in about 2 hours on 2 cores), `paper` (the paper's sizes:
+Scales: `tiny` (the test suite: seconds), `quick` (about 10 minutes a regime), `reduced`
+(the default: 25-40 minutes a regime on 2 loaded cores, measured; the whole grid of 8
+regimes is an afternoon, not the 2 hours first planned), `paper` (the paper's sizes:
 a GPU or a long run). The sizes of each are in `EVIDENCE_SCALES`, `SPIRAL_SCALES`,
 `ROBER_SCALES` and the budgets (training seconds per run) in `BUDGETS`.
 
@@ -131,6 +132,7 @@ def spiral_problem(scale: str) -> Problem:
     mae = eqx.filter_jit(task.mae)
     return Problem(
         forms=LossForms(loss=task.loss, ode_loss=task.ode_loss()),
+        forward_forms=LossForms(loss=task.ode_loss().in_forward_mode(), ode_loss=task.ode_loss()),
         init=lambda run: spiral_field(s["hidden"], key=jax.random.key(run)),
         batch=lambda run, i: task.sample_batch(
             jax.random.fold_in(jax.random.fold_in(jax.random.key(7), run), i)

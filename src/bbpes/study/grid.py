@@ -38,7 +38,7 @@ from ..learners.base import AbstractLearner
 from ..runs import RunDir
 from ..signals import Tunable, forward_passes, signal, tunable_learner
 from ..train import CompiledStep, compile_step, train
-from .problem import Problem, Regime
+from .problem import Problem, Regime, forms_for
 
 Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
 
@@ -63,7 +63,9 @@ def signal_learner(
     problem: Problem, method: str, settings: Mapping[str, Any], optimizer: Optimizer
 ) -> Tunable:
     """`method`'s learner on `problem` at `settings`, its step sizes and sigma as data."""
-    return tunable_learner(method, problem.forms, lambda s: optimizer(method, s), settings)
+    return tunable_learner(
+        method, forms_for(problem, method), lambda s: optimizer(method, s), settings
+    )
 
 
 def compiled_step(

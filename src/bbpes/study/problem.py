@@ -30,6 +30,9 @@ class Problem:
     - `settings`: the signal knobs of this problem (sigma, samples, lr, ...), the base
       from which each signal's sweep departs.
     - `notes`: what a reader needs to know (sizes, splits), for the leaderboard.
+    - `forward_forms`: the forms forward-only signals train on, where they differ (an
+      ODE loss solved in forward mode, so that `jax.jvp` runs through it: the forward
+      gradient needs it; reverse-mode signals need `forms`). None: `forms` for all.
     """
 
     forms: LossForms
@@ -41,10 +44,21 @@ class Problem:
     forward: Callable[..., Any] | None = None
     notes: str = ""
     x64: bool = False  # train and evaluate under jax.enable_x64 (stiff ODEs)
+    forward_forms: LossForms | None = None
     compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
     """The compiled step of each signal on this problem, filled by the grid
     (`bbpes.study.grid.compiled_step`): one compilation serves the signal's calibration,
     every tuning value and every seed."""
+
+
+def forms_for(problem: Problem, method: str) -> LossForms:
+    """The loss forms `method` trains on in `problem` (`Problem.forward_forms` for a
+    forward-only signal where the problem has them, else `Problem.forms`)."""
+    from ..signals import signal
+
+    if problem.forward_forms is not None and signal(method).family == "forward":
+        return problem.forward_forms
+    return problem.forms
 
 
 @dataclass(frozen=True)
