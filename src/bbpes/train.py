@@ -251,6 +251,10 @@ def train(
       for this `learner`, or for one it `serves` (the same learner but for array leaves,
       such as `bbpes.learners.Tunable`'s hyperparameters), and for these shapes.
 
+    A step whose program stops on a runtime check (`eqx.error_if`, e.g. lineax's on a
+    diverged implicit ODE step) is rejected like a non-finite one (the old state kept)
+    and its record names the check in `error`.
+
     Each step's record holds its metrics, `nonfinite` (the step was rejected) and
     `seconds` (cumulative wall time of the steps, compilation included). The first
     step record of this call, and any record whose step compiled, also holds
