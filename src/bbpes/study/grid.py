@@ -35,8 +35,10 @@ import optax
 
 from ..devices import available_memory_bytes
 from ..learners.base import AbstractLearner
+from ..learners.tunable import Tunable
 from ..runs import RunDir
-from ..signals import Tunable, forward_passes, signal, tunable_learner
+from ..signal_learners import tunable_learner
+from ..signals import forward_passes, signal
 from ..train import CompiledStep, compile_step, train
 from .problem import Problem, Regime, forms_for
 
