@@ -154,7 +154,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         with jax.enable_x64(problem.x64):
             methods = selected_signals(regime, config)
             for method in methods:  # timed back to back, at one load, before any trains
-                calibration_for(problem, method, run_dir, name, resume=config["resume"])
+                calibration_for(problem, method, run_dir, name)
             for method in methods:
                 rows.append(
                     run_signal(

@@ -200,7 +200,6 @@ def calibration_for(
     run_dir: RunDir,
     regime: str,
     optimizer: Optimizer = default_optimizer,
-    resume: bool = False,
 ) -> dict[str, float]:
     """`method`'s calibration on `problem`: read from the run directory when it was
     measured before (a resumed grid keeps its step counts), else measured and stored.
@@ -232,7 +231,7 @@ def run_signal(
     base = dict(problem.settings)
     tuning = regime.signals[method]
     values = list(tuning.values(base))[:sweep]
-    calibration = calibration_for(problem, method, run_dir, regime.name, optimizer, resume)
+    calibration = calibration_for(problem, method, run_dir, regime.name, optimizer)
     row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
     row["family"] = signal(method).family
     limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
