@@ -66,3 +66,29 @@ def test_outputs_and_resume_does_not_retrain(grid):
     assert (run.path / "history.jsonl").read_text() == before
     assert json.loads((run.path / "leaderboard.json").read_text())["rows"] == board["rows"]
     assert again["metric_case_a_es"] == metrics["metric_case_a_es"]
+
+
+def test_the_leaderboard_states_the_levels_reached_without_learning(grid):
+    run, _, board = grid
+    levels = board["references"]["case_a"]
+    assert 0.3 < levels["chance"] < 0.5  # three classes, drawn about evenly
+    assert levels["chance"] <= levels["last input"] <= 1.0
+    assert "Without learning (test set): chance" in (run.path / "leaderboard.md").read_text()
+
+
+def test_evidence_references_read_the_last_inputs_only():
+    from bbpes.experiments.study_regimes import evidence_references
+
+    # tokens 1-3 are the types, label k - 1 is type k: the last input is the label's
+    # type in trials 0-2, not in trial 3
+    tokens = np.array([[2, 1, 1], [3, 3, 2], [1, 2, 3], [2, 2, 1]])
+    labels = np.array([0, 1, 2, 1])
+    out = evidence_references(tokens, labels)
+    assert out == {"chance": 0.5, "last input": 0.75}  # last 5 and 10: longer than a trial
+    many = np.tile(tokens, (1, 4))  # 12 inputs: the last 5 and 10 are defined
+    assert set(evidence_references(many, labels)) == {
+        "chance",
+        "last input",
+        "last 5 inputs",
+        "last 10 inputs",
+    }

@@ -94,3 +94,30 @@ def test_markdown_has_one_table_per_regime_in_rank_order():
     text = leaderboard_markdown(board, {"r": REGIME})
     assert text.index("| 1 | bptt") < text.index("| 2 | es")
     assert "backprop wins" in text
+    assert "](r.png)" in text  # the regime's figure, beside the leaderboard
+
+
+def test_markdown_states_the_references_of_a_regime_that_has_them():
+    rows = [
+        {
+            **row("es", "forward", 0.6, 0.01),
+            "knob": "lr_es",
+            "selected": 0.01,
+            "steps": 10,
+            "step_seconds": 0.1,
+            "nonfinite_steps": 0,
+        }
+    ]
+    board = {
+        "scale": "tiny",
+        "budget_seconds": 1.0,
+        "seeds": 3,
+        "sweep": 3,
+        "notes": {"r": "n"},
+        "verdicts": {"r": "v"},
+        "rows": rows,
+    }
+    assert "Without learning" not in leaderboard_markdown(board, {"r": REGIME})
+    board["references"] = {"r": {"chance": 1 / 3, "last input": 0.58203125}}
+    text = leaderboard_markdown(board, {"r": REGIME})
+    assert "Without learning (test set): chance 0.333, last input 0.582." in text

@@ -83,7 +83,7 @@ def regimes() -> dict[str, Regime]:
             ),
             _regime(
                 "long_1s",
-                "long trials (1 s): BP runs out of memory, ES does not",
+                "long trials (case C; 1 s at paper scale): BP runs out of memory, ES does not",
                 "accuracy",
                 True,
                 0.9,
@@ -92,7 +92,7 @@ def regimes() -> dict[str, Regime]:
             ),
             _regime(
                 "long_3s",
-                "long trials (3 s): BP runs out of memory, ES does not",
+                "long trials (case C, inputs held 3x longer; 3 s at paper scale): BP runs out of memory, ES does not",
                 "accuracy",
                 True,
                 0.9,
@@ -145,12 +145,12 @@ def selected_signals(regime: Regime, config: dict[str, Any]) -> list[str]:
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     scale = config["scale"]
     budget = config["budget"] or R.BUDGETS[scale]
-    rows, notes = [], {}
+    rows, notes, references = [], {}, {}
     table = regimes()
     for name in config["regimes"]:
         regime = table[name]
         problem = regime.build(scale)
-        notes[name] = problem.notes
+        notes[name], references[name] = problem.notes, dict(problem.references)
         with jax.enable_x64(problem.x64):
             methods = selected_signals(regime, config)
             for method in methods:  # timed back to back, at one load, before any trains
@@ -169,13 +169,16 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
                         memory_limit=config["memory_limit_gb"] * 1e9 or None,
                     )
                 )
-        plot_regime(run_dir, regime, [r for r in rows if r["regime"] == name], budget)
+        plot_regime(
+            run_dir, regime, [r for r in rows if r["regime"] == name], budget, references[name]
+        )
     board = {
         "scale": scale,
         "budget_seconds": budget,
         "seeds": config["seeds"],
         "sweep": config["sweep"],
         "notes": notes,
+        "references": references,
         "claims": {n: table[n].claim for n in config["regimes"]},
         "targets": {n: table[n].target for n in config["regimes"]},
         "verdicts": {
@@ -195,8 +198,15 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     return metrics
 
 
-def plot_regime(run_dir: RunDir, regime: Regime, rows: list[dict], budget: float) -> None:
-    """Test metric against training seconds (calibrated clock), mean and band over seeds."""
+def plot_regime(
+    run_dir: RunDir,
+    regime: Regime,
+    rows: list[dict],
+    budget: float,
+    references: dict[str, float] | None = None,
+) -> None:
+    """Test metric against training seconds (calibrated clock), mean and band over seeds;
+    the target and the `references` (levels without learning) as horizontal lines."""
     fig, ((ax,),) = plotting.figure(width=6.0, height=4.0)
     for row in rows:
         if "curves" not in row:
@@ -209,6 +219,17 @@ def plot_regime(run_dir: RunDir, regime: Regime, rows: list[dict], budget: float
             ax, seconds, values, label=row["signal"], color=plotting.color(row["signal"]), ls=style
         )
     ax.axhline(regime.target, color="gray", ls=":", lw=0.8, label="target")
+    for name, level in (references or {}).items():
+        ax.axhline(level, color="0.75", ls=(0, (1, 3)), lw=0.8)
+        ax.annotate(
+            name,
+            (1.0, level),
+            xycoords=("axes fraction", "data"),
+            fontsize=6,
+            color="0.5",
+            ha="right",
+            va="bottom",
+        )
     ax.set(
         xlabel="training seconds (calibrated)",
         ylabel=f"test {regime.metric}",

@@ -22,6 +22,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..models.neural_ode import spiral_field
 from ..signals import LossForms
@@ -86,11 +87,28 @@ def evidence_problem(case: str, scale: str, transmitter: str = "soft", **extra: 
         validate=lambda w: float(accuracy(network, w, *validation)),
         test=lambda w: float(accuracy(network, w, *test)),
         settings=settings,
+        references=evidence_references(*test),
         notes=(
             f"{config['n_cells']} {network.cell.__class__.__name__} cells, batch {config['batch']}, "
             f"{config['n_inputs']} inputs ({task.duration:g} ms), transmitter {transmitter}"
         ),
     )
+
+
+def evidence_references(tokens, labels) -> dict[str, float]:
+    """Test accuracy without learning: always the most frequent class (`chance`), and
+    the majority of only the last 1, 5 and 10 inputs (a memory that short; the full
+    stream's majority is the label by construction). `tokens` `(trials, n_inputs)`,
+    `labels` `(trials,)`."""
+    from ..tasks.evidence import window_majority_accuracy
+
+    tokens, labels = np.asarray(tokens), np.asarray(labels)
+    out = {"chance": float(np.bincount(labels).max() / labels.size)}
+    for last in (1, 5, 10):
+        if last < tokens.shape[1]:
+            name = "last input" if last == 1 else f"last {last} inputs"
+            out[name] = window_majority_accuracy(tokens, labels, last)
+    return out
 
 
 def n_params(params) -> int:
@@ -197,6 +215,7 @@ def rober_problem(field: str, scale: str) -> Problem:
             "n_params": n_params(initial_field(config, task)),
         },
         notes=f"{field} field, {s['n_points']} log-spaced points, float64; validation = test",
+        references={"zero field": 1.0},
         x64=True,
     )
 

@@ -73,8 +73,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _references_line(references: Mapping[str, float] | None) -> list[str]:
+    """The regime's levels without learning, as one line (none: no line)."""
+    if not references:
+        return []
+    levels = ", ".join(f"{name} {_fmt(value)}" for name, value in references.items())
+    return [f"Without learning (test set): {levels}."]
+
+
 def leaderboard_markdown(board: Mapping[str, Any], regimes: Mapping[str, Regime]) -> str:
-    """The leaderboard as markdown: one table per regime, ranked, with the verdict."""
+    """The leaderboard as markdown: one table per regime, ranked, with the verdict and
+    a link to the regime's figure (`NAME.png` beside the file)."""
     lines = [
         "# Signals leaderboard",
         "",
@@ -93,6 +102,7 @@ def leaderboard_markdown(board: Mapping[str, Any], regimes: Mapping[str, Regime]
             "",
             f"{board['notes'].get(name, '')}. Target: {regime.metric} "
             f"{'>=' if regime.higher_is_better else '<='} {regime.target:g}.",
+            *_references_line(board.get("references", {}).get(name)),
             "",
             f"**Verdict:** {verdict_text}.",
             "",
@@ -117,5 +127,10 @@ def leaderboard_markdown(board: Mapping[str, Any], regimes: Mapping[str, Regime]
                 f"| {_fmt(r['step_seconds'])} | {_fmt((r.get('peak_bytes') or 0) / 1e6)} "
                 f"| {r['nonfinite_steps']} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            f"![{name}: test metric against calibrated training seconds, mean and band over "
+            f"{board['seeds']} seeds]({name}.png)",  # the run's own figure, beside this file
+            "",
+        ]
     return "\n".join(lines)

@@ -33,6 +33,9 @@ class Problem:
     - `forward_forms`: the forms forward-only signals train on, where they differ (an
       ODE loss solved in forward mode, so that `jax.jvp` runs through it: the forward
       gradient needs it; reverse-mode signals need `forms`). None: `forms` for all.
+    - `references`: levels of the test metric that need no learning signal, name ->
+      value (chance; a fixed rule that reads only the last inputs), so that a reader of
+      the leaderboard knows what a number at the budget means.
     """
 
     forms: LossForms
@@ -45,6 +48,7 @@ class Problem:
     notes: str = ""
     x64: bool = False  # train and evaluate under jax.enable_x64 (stiff ODEs)
     forward_forms: LossForms | None = None
+    references: Mapping[str, float] = field(default_factory=dict)
     compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
     """The compiled step of each signal on this problem, filled by the grid
     (`bbpes.study.grid.compiled_step`): one compilation serves the signal's calibration,
