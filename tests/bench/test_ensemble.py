@@ -4,6 +4,7 @@ step as the study's own step run once per run, and the speedup is separate / ens
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from bbpes.bench import ensemble, run_benchmark
@@ -23,12 +24,24 @@ def test_the_ensemble_step_is_the_separate_steps_and_the_ratio_is_theirs(fake_ti
     assert [names for names, _ in timer.asked] == [["separate", "ensemble"]] * 2
 
 
-def test_a_learner_that_cannot_be_vmapped_is_reported_not_raised(fake_timer):
+def test_evosax_strategies_vmap_through_the_guarded_step(fake_timer):
     pytest.importorskip("evosax")
+    timer = fake_timer({"separate": 0.3, "ensemble": 0.3})
     with jax.enable_x64(False):
-        out = ensemble.run({**TINY, "signals": ["evosax:Open_ES"]}, timer=fake_timer())
-    assert "unvmappable_evosax:Open_ES" in out
-    assert "separate_over_ensemble_evosax:Open_ES" not in out
+        out = ensemble.run({**TINY, "signals": ["evosax:Open_ES"]}, timer=timer)
+    assert out["max_state_gap_evosax:Open_ES"] < 1e-5
+    assert out["separate_over_ensemble_evosax:Open_ES"] == pytest.approx(1.0)
+
+
+def test_a_step_that_cannot_be_vmapped_is_reported_not_raised(fake_timer, monkeypatch):
+    def branching(learner):  # Python control flow on a traced value: fails under vmap
+        return lambda state, key, *batch: (state, {"loss": float(jnp.sum(batch[0]) > 0)})
+
+    monkeypatch.setattr(ensemble, "guarded_step", branching)
+    with jax.enable_x64(False):
+        out = ensemble.run({**TINY, "signals": ["bptt"]}, timer=fake_timer())
+    assert out["unvmappable_bptt"].startswith("ConcretizationTypeError")
+    assert "separate_over_ensemble_bptt" not in out
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ both ways in the same command (interleaved):
 
 `separate_over_ensemble_SIGNAL` above 1 means the ensemble is faster. Both compute the
 same update (checked: `max_state_gap_SIGNAL`, the largest difference between the two
-new states, float32 reassociation only). A signal whose learner cannot be built under
-`vmap` (evosax strategies branch on their settings in Python) is reported in
-`unvmappable_SIGNAL` with the reason.
+new states, float32 reassociation only). A signal whose step cannot run under `vmap`
+(Python control flow on a traced value) is reported in `unvmappable_SIGNAL` with the
+reason; every signal of the study's evidence regimes, evosax's strategies included,
+runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..progress import log
 from ..study.grid import compiled_step
-from ..train import _guarded
+from ..train import guarded_step
 from . import Benchmark
 from .timing import Timer, load_average, time_interleaved
 
@@ -76,11 +77,11 @@ def _measure(problem, method: str, runs: list[int], repeat: int, timer: Timer) -
     states = [learner.init(problem.init(r)) for r in runs]
     batches = [problem.batch(r, 0) if problem.batch is not None else () for r in runs]
     keys = [jax.random.fold_in(jax.random.key(1000 + r), 0) for r in runs]
-    vmapped = eqx.filter_jit(eqx.filter_vmap(lambda s, k, *b: _guarded(learner, s, k, *b)))
+    vmapped = eqx.filter_jit(eqx.filter_vmap(guarded_step(learner)))
     stacked = (_stack(states), jnp.stack(keys), *_stack(list(batches)))
     try:
         together = vmapped(*stacked)
-    except Exception as error:  # a learner that cannot be built under vmap
+    except jax.errors.ConcretizationTypeError as error:  # Python control flow on a traced value
         log(f"[ensemble] {method:18s} cannot be vmapped: {type(error).__name__}")
         return {f"unvmappable_{method}": f"{type(error).__name__}: {str(error)[:120]}"}
 
