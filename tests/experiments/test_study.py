@@ -92,3 +92,13 @@ def test_evidence_references_read_the_last_inputs_only():
         "last 5 inputs",
         "last 10 inputs",
     }
+
+
+def test_signals_that_do_not_fit_are_skipped_with_their_bytes_and_never_run(tmp_path):
+    out = tmp_path / "small"
+    run_experiment("signals", {**TINY, "memory_limit_gb": "1e-6"}, out=out)
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert all("needs" in row["skipped"] for row in board["rows"])
+    assert all(row["peak_bytes"] > 1000 and row["step_seconds"] is None for row in board["rows"])
+    assert "skipped: needs" in (out / "leaderboard.md").read_text()
+    assert not (out / "history.jsonl").exists() or not (out / "history.jsonl").read_text()

@@ -22,7 +22,7 @@ from .. import plotting
 from ..runs import RunDir
 from ..signals import names as signal_names
 from ..signals import signal
-from ..study.grid import calibration_for, run_signal
+from ..study.grid import calibrate_regime, run_signal
 from ..study.leaderboard import leaderboard_markdown, verdict
 from ..study.problem import Regime
 from . import study_regimes as R
@@ -153,8 +153,8 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         notes[name], references[name] = problem.notes, dict(problem.references)
         with jax.enable_x64(problem.x64):
             methods = selected_signals(regime, config)
-            for method in methods:  # timed back to back, at one load, before any trains
-                calibration_for(problem, method, run_dir, name)
+            limit = config["memory_limit_gb"] * 1e9 or None
+            calibrate_regime(problem, methods, run_dir, name, memory_limit=limit)  # interleaved
             for method in methods:
                 rows.append(
                     run_signal(
@@ -166,7 +166,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
                         sweep=config["sweep"],
                         run_dir=run_dir,
                         resume=config["resume"],
-                        memory_limit=config["memory_limit_gb"] * 1e9 or None,
+                        memory_limit=limit,
                     )
                 )
         plot_regime(

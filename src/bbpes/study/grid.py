@@ -5,7 +5,8 @@ For every signal of a regime:
 1. **Calibrate** (in the same command as every other signal): compile its step once
    (`compiled_step`: its step sizes and sigma are data, `bbpes.learners.Tunable`, so
    this one executable also trains every tuning value and seed below), read the
-   compiled program's peak bytes, time a few steps and one forward pass. The
+   compiled program's peak bytes, time a few steps and one forward pass, in rounds
+   interleaved with the regime's other signals (`calibrate_regime`). The
    wall-clock budget B becomes a step count, `floor(B / step_seconds)`, so that a run
    is deterministic, exactly resumable, and every signal gets the same seconds on this
    machine at this load. The calibration is stored, so a resumed grid keeps the same
@@ -91,30 +92,65 @@ def calibrate(
     compiling: the least disturbed by other load on a shared machine), the compile
     seconds and the compiled step's peak bytes, of `learner`'s step (compiled here) or
     of a step compiled before (`compile_step`)."""
+    return calibrate_together(problem, {"signal": learner}, repeats)["signal"]
+
+
+def calibrate_together(
+    problem: Problem,
+    learners: Mapping[str, AbstractLearner | CompiledStep],
+    repeats: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, float]]:
+    """`calibrate` of several signals on `problem` at once, timed in interleaved rounds
+    (each round times every signal's step and forward pass in turn), so that a change
+    of the machine's load during the calibration falls on all of them alike."""
+    forward = eqx.filter_jit(problem.forward or problem.forms.loss)
     params = problem.init(0)
     args = problem.batch(0, 0) if problem.batch is not None else ()
-    key = jax.random.key(0)
-    if isinstance(learner, CompiledStep):
-        compiled = learner
-    else:  # the loop's own guarded step
-        compiled = compile_step(learner, params, key, *args)
-    state = compiled.learner.init(params)
-    _block(compiled(state, key, *args))
-    steps, forwards = [], []
-    forward = eqx.filter_jit(problem.forward or problem.forms.loss)
-    _block(forward(params, *args))
+    calls = {}
+    for name, learner in learners.items():
+        if isinstance(learner, CompiledStep):
+            compiled = learner
+        else:  # the loop's own guarded step
+            compiled = compile_step(learner, params, jax.random.key(0), *args)
+        state = compiled.learner.init(params)
+        calls[name] = (
+            compiled,
+            lambda r, c=compiled, s=state: c(s, jax.random.key(r), *args),
+            lambda: forward(params, *args),
+        )
+    return interleaved_calibration(calls, repeats, clock)
+
+
+def interleaved_calibration(
+    calls: Mapping[str, tuple[CompiledStep, Callable[[int], Any], Callable[[], Any]]],
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, float]]:
+    """`calls[name] = (compiled, step(r), forward())`: each called once to warm up, then
+    `repeats` rounds that time every name's step (with key r + 1) and forward in turn;
+    the fastest of each, with the compile seconds and peak bytes of `compiled`."""
+    for _, step, forward in calls.values():
+        _block(step(0))
+        _block(forward())
+    steps: dict[str, list[float]] = {name: [] for name in calls}
+    forwards: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(repeats):
-        t0 = time.perf_counter()
-        _block(compiled(state, jax.random.key(r + 1), *args))
-        steps.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        _block(forward(params, *args))
-        forwards.append(time.perf_counter() - t0)
+        for name, (_, step, forward) in calls.items():
+            t0 = clock()
+            _block(step(r + 1))
+            steps[name].append(clock() - t0)
+            t0 = clock()
+            _block(forward())
+            forwards[name].append(clock() - t0)
     return {
-        "step_seconds": float(np.min(steps)),
-        "forward_seconds": float(np.min(forwards)),
-        "compile_seconds": compiled.compile_seconds,
-        "peak_bytes": compiled.peak_bytes,
+        name: {
+            "step_seconds": float(np.min(steps[name])),
+            "forward_seconds": float(np.min(forwards[name])),
+            "compile_seconds": compiled.compile_seconds,
+            "peak_bytes": compiled.peak_bytes,
+        }
+        for name, (compiled, _, _) in calls.items()
     }
 
 
@@ -200,18 +236,44 @@ def calibration_for(
     run_dir: RunDir,
     regime: str,
     optimizer: Optimizer = default_optimizer,
+    memory_limit: float | None = None,
 ) -> dict[str, float]:
     """`method`'s calibration on `problem`: read from the run directory when it was
     measured before (a resumed grid keeps its step counts), else measured and stored.
-    Calibrate every signal of a regime back to back, before any trains, so that they
-    are timed at the same load."""
-    name = _cell_name(regime, method, "calibration")
-    stored = _read(run_dir, name)  # a fresh run directory holds none
-    if stored is not None:
-        return stored
-    calibration = calibrate(problem, compiled_step(problem, method, optimizer))
-    run_dir.write_json(name, calibration)
-    return calibration
+    Calibrate every signal of a regime together first (`calibrate_regime`)."""
+    return calibrate_regime(problem, [method], run_dir, regime, optimizer, memory_limit)[method]
+
+
+def calibrate_regime(
+    problem: Problem,
+    methods: list[str],
+    run_dir: RunDir,
+    regime: str,
+    optimizer: Optimizer = default_optimizer,
+    memory_limit: float | None = None,
+) -> dict[str, dict[str, float]]:
+    """The calibrations of `methods` on `problem`: those stored in the run directory
+    are read (a resumed grid keeps its step counts); the rest are measured together, in
+    interleaved rounds (`calibrate_together`), before any signal trains, and stored. A
+    step whose compiled peak bytes exceed `memory_limit` (default: 80% of the free
+    memory) is not run: its calibration holds its bytes and no seconds."""
+    limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
+    out = {m: _read(run_dir, _cell_name(regime, m, "calibration")) for m in methods}
+    steps = {m: compiled_step(problem, m, optimizer) for m in methods if out[m] is None}
+    too_big = {m for m, step in steps.items() if step.peak_bytes and step.peak_bytes > limit}
+    timed = {m: step for m, step in steps.items() if m not in too_big}
+    measured = calibrate_together(problem, timed) if timed else {}
+    for m in too_big:
+        measured[m] = {
+            "step_seconds": None,
+            "forward_seconds": None,
+            "compile_seconds": steps[m].compile_seconds,
+            "peak_bytes": steps[m].peak_bytes,
+        }
+    for m, calibration in measured.items():
+        run_dir.write_json(_cell_name(regime, m, "calibration"), calibration)
+        out[m] = calibration
+    return out
 
 
 def run_signal(
@@ -231,7 +293,7 @@ def run_signal(
     base = dict(problem.settings)
     tuning = regime.signals[method]
     values = list(tuning.values(base))[:sweep]
-    calibration = calibration_for(problem, method, run_dir, regime.name, optimizer)
+    calibration = calibration_for(problem, method, run_dir, regime.name, optimizer, memory_limit)
     row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
     row["family"] = signal(method).family
     limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
