@@ -44,7 +44,7 @@ def problem():
     return regimes()["case_a"].build("tiny")
 
 
-def test_a_step_bigger_than_the_limit_is_not_run_and_a_stored_one_is_reused(
+def test_a_step_bigger_than_the_limit_is_not_run_until_it_fits_and_stored_ones_are_reused(
     problem, tmp_path, monkeypatch
 ):
     run = RunDir(tmp_path / "run")
@@ -59,6 +59,8 @@ def test_a_step_bigger_than_the_limit_is_not_run_and_a_stored_one_is_reused(
     def refuse(*args, **kwargs):
         raise AssertionError("a stored calibration was measured again")
 
+    resumed = grid.calibrate_regime(problem, ["es"], run, "case_a", memory_limit=1e12)
+    assert resumed["es"]["step_seconds"] > 0  # it fits now: timed, and stored
     monkeypatch.setattr(grid, "calibrate_together", refuse)
-    again = grid.calibrate_regime(problem, ["es", "bptt"], run, "case_a")
-    assert again == out
+    again = grid.calibrate_regime(problem, ["es", "bptt"], run, "case_a", memory_limit=1.0)
+    assert again == {"es": resumed["es"], "bptt": out["bptt"]}

@@ -256,9 +256,13 @@ def calibrate_regime(
     are read (a resumed grid keeps its step counts); the rest are measured together, in
     interleaved rounds (`calibrate_together`), before any signal trains, and stored. A
     step whose compiled peak bytes exceed `memory_limit` (default: 80% of the free
-    memory) is not run: its calibration holds its bytes and no seconds."""
+    memory) is not run: its calibration holds its bytes and no seconds (and is timed
+    when a later resume has the memory)."""
     limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
     out = {m: _read(run_dir, _cell_name(regime, m, "calibration")) for m in methods}
+    for m, stored in out.items():  # not timed for lack of memory, but fits now: time it
+        if stored is not None and stored["step_seconds"] is None and stored["peak_bytes"] <= limit:
+            out[m] = None
     steps = {m: compiled_step(problem, m, optimizer) for m in methods if out[m] is None}
     too_big = {m for m, step in steps.items() if step.peak_bytes and step.peak_bytes > limit}
     timed = {m: step for m, step in steps.items() if m not in too_big}
