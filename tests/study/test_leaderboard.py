@@ -61,63 +61,47 @@ def test_backprop_can_win_and_a_skipped_backprop_loses_to_any_run():
     )
 
 
-def test_markdown_has_one_table_per_regime_in_rank_order():
-    rows = [
-        {
-            **row("es", "forward", 0.6, 0.01),
-            "knob": "lr_es",
-            "selected": 0.01,
-            "steps": 10,
-            "step_seconds": 0.1,
-            "nonfinite_steps": 0,
-            "peak_bytes": 1e6,
-        },
-        {
-            **row("bptt", "backprop", 0.9, 0.01),
-            "knob": "lr",
-            "selected": 0.001,
-            "steps": 5,
-            "step_seconds": 0.2,
-            "nonfinite_steps": 1,
-            "peak_bytes": 5e6,
-        },
-    ]
-    board = {
+def trained(signal, family, mean, knob, selected, steps, step_seconds, nonfinite=0, **extra):
+    """A row as `run_signal` writes it for a signal that ran: `row` plus its setting."""
+    return {
+        **row(signal, family, mean, 0.01),
+        "knob": knob,
+        "selected": selected,
+        "steps": steps,
+        "step_seconds": step_seconds,
+        "nonfinite_steps": nonfinite,
+        **extra,
+    }
+
+
+def board_of(rows, verdict_text, **extra):
+    """A one-regime ("r") board of `rows`, as the study experiment writes it."""
+    return {
         "scale": "tiny",
         "budget_seconds": 1.0,
         "seeds": 3,
         "sweep": 3,
         "notes": {"r": "n"},
-        "verdicts": {"r": verdict(REGIME, rows)},
+        "verdicts": {"r": verdict_text},
         "rows": rows,
+        **extra,
     }
-    text = leaderboard_markdown(board, {"r": REGIME})
+
+
+def test_markdown_has_one_table_per_regime_in_rank_order():
+    rows = [
+        trained("es", "forward", 0.6, "lr_es", 0.01, 10, 0.1, peak_bytes=1e6),
+        trained("bptt", "backprop", 0.9, "lr", 0.001, 5, 0.2, nonfinite=1, peak_bytes=5e6),
+    ]
+    text = leaderboard_markdown(board_of(rows, verdict(REGIME, rows)), {"r": REGIME})
     assert text.index("| 1 | bptt") < text.index("| 2 | es")
     assert "backprop wins" in text
     assert "](r.png)" in text  # the regime's figure, beside the leaderboard
 
 
 def test_markdown_states_the_references_of_a_regime_that_has_them():
-    rows = [
-        {
-            **row("es", "forward", 0.6, 0.01),
-            "knob": "lr_es",
-            "selected": 0.01,
-            "steps": 10,
-            "step_seconds": 0.1,
-            "nonfinite_steps": 0,
-        }
-    ]
-    board = {
-        "scale": "tiny",
-        "budget_seconds": 1.0,
-        "seeds": 3,
-        "sweep": 3,
-        "notes": {"r": "n"},
-        "verdicts": {"r": "v"},
-        "rows": rows,
-    }
-    assert "Without learning" not in leaderboard_markdown(board, {"r": REGIME})
-    board["references"] = {"r": {"chance": 1 / 3, "last input": 0.58203125}}
-    text = leaderboard_markdown(board, {"r": REGIME})
+    rows = [trained("es", "forward", 0.6, "lr_es", 0.01, 10, 0.1)]
+    assert "Without learning" not in leaderboard_markdown(board_of(rows, "v"), {"r": REGIME})
+    levels = {"r": {"chance": 1 / 3, "last input": 0.58203125}}
+    text = leaderboard_markdown(board_of(rows, "v", references=levels), {"r": REGIME})
     assert "Without learning (test set): chance 0.333, last input 0.582." in text
