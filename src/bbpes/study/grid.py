@@ -85,25 +85,18 @@ def compiled_step(
     return problem.compiled[slot]
 
 
-def calibrate(
-    problem: Problem, learner: AbstractLearner | CompiledStep, repeats: int = 5
-) -> dict[str, float]:
-    """Seconds of one step and of one forward pass (each the fastest of `repeats`, after
-    compiling: the least disturbed by other load on a shared machine), the compile
-    seconds and the compiled step's peak bytes, of `learner`'s step (compiled here) or
-    of a step compiled before (`compile_step`)."""
-    return calibrate_together(problem, {"signal": learner}, repeats)["signal"]
-
-
 def calibrate_together(
     problem: Problem,
     learners: Mapping[str, AbstractLearner | CompiledStep],
     repeats: int = 5,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, dict[str, float]]:
-    """`calibrate` of several signals on `problem` at once, timed in interleaved rounds
-    (each round times every signal's step and forward pass in turn), so that a change
-    of the machine's load during the calibration falls on all of them alike."""
+    """Each of `learners`' (a learner, compiled here, or a step compiled before with
+    `compile_step`) seconds of one step and of one forward pass, each the fastest of
+    `repeats` after compiling (the least disturbed by other load on a shared machine),
+    its compile seconds and its compiled step's peak bytes. The signals are timed in
+    interleaved rounds (each round times every step and forward pass in turn), so that
+    a change of the machine's load during the calibration falls on all of them alike."""
     forward = eqx.filter_jit(problem.forward or problem.forms.loss)
     params = problem.init(0)
     args = problem.batch(0, 0) if problem.batch is not None else ()
@@ -230,6 +223,12 @@ def _best(regime: Regime, values: list) -> float | None:
     return best
 
 
+def memory_limit_bytes(memory_limit: float | None) -> float:
+    """The bytes a signal's step may need to run: `memory_limit`, or by default 80% of
+    the memory available now (`bbpes.devices.available_memory_bytes`)."""
+    return available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
+
+
 def calibration_for(
     problem: Problem,
     method: str,
@@ -255,10 +254,10 @@ def calibrate_regime(
     """The calibrations of `methods` on `problem`: those stored in the run directory
     are read (a resumed grid keeps its step counts); the rest are measured together, in
     interleaved rounds (`calibrate_together`), before any signal trains, and stored. A
-    step whose compiled peak bytes exceed `memory_limit` (default: 80% of the free
-    memory) is not run: its calibration holds its bytes and no seconds (and is timed
-    when a later resume has the memory)."""
-    limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
+    step whose compiled peak bytes exceed `memory_limit_bytes(memory_limit)` is not
+    run: its calibration holds its bytes and no seconds (and is timed when a later
+    resume has the memory)."""
+    limit = memory_limit_bytes(memory_limit)
     out = {m: _read(run_dir, _cell_name(regime, m, "calibration")) for m in methods}
     for m, stored in out.items():  # not timed for lack of memory, but fits now: time it
         if stored is not None and stored["step_seconds"] is None and stored["peak_bytes"] <= limit:
@@ -300,7 +299,7 @@ def run_signal(
     calibration = calibration_for(problem, method, run_dir, regime.name, optimizer, memory_limit)
     row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
     row["family"] = signal(method).family
-    limit = available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
+    limit = memory_limit_bytes(memory_limit)
     if calibration["peak_bytes"] and calibration["peak_bytes"] > limit:
         row["skipped"] = (
             f"needs {calibration['peak_bytes'] / 1e9:.2f} GB, more than the {limit / 1e9:.2f} GB available"
