@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-slow lint format clean docs
+.PHONY: install demo test test-slow lint format clean docs peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ $(BRIAN2_STAMP): pyproject.toml
 test-slow: $(BRIAN2_STAMP)
 	$(BRIAN2_VENV)/bin/pytest -q -m slow
 
+## make peers: NEURON, BluePyOpt, eFEL and Jaxley (with bbpes) in .venv-peers, for the reference
+## traces (benchmarks/peers/neuron_reference.py) and the live NEURON test (pytest -m slow)
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
 ## make docs: the documentation site with the API reference, into build/site (strict: broken references fail)
 DOCS_STAMP := $(VENV)/.installed-docs
 
@@ -55,4 +68,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(BRIAN2_VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BRIAN2_VENV) $(PEERS_VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import ConfigError
@@ -96,7 +99,10 @@ def _show(name: str) -> None:
         print(f"  {key} = {value}{extra}{choices}{note}")
 
 
-def _run(args: argparse.Namespace, started: list) -> None:
+def _run(args: argparse.Namespace, started: list, cluster=None) -> None:
+    if cluster is not None and not cluster.leader:
+        _follow(args, cluster)
+        return
     from .experiments.runner import run_experiment
     from .progress import log
 
@@ -104,6 +110,10 @@ def _run(args: argparse.Namespace, started: list) -> None:
         started.append(run.path)
         verb = "continuing" if args.resume else "running"
         log(f"bbpes: {verb} {args.name} in {run.path}/")
+        if cluster is not None:
+            from .distributed import set_resume_hint
+
+            set_resume_hint(f"; continue with: bbpes run {args.name} --resume --out {run.path}")
 
     run, metrics = run_experiment(
         args.name,
@@ -128,6 +138,62 @@ def _run(args: argparse.Namespace, started: list) -> None:
     print(f"  history: {run.path / 'history.jsonl'}")
     for name in figures:
         print(f"  figure:  {run.path / name}")
+
+
+def _follow(args: argparse.Namespace, cluster) -> None:
+    """Process k > 0 of a run of several: the same run, step for step (the processes
+    compute together), but its files go to a private directory that is deleted at the
+    end, and it prints nothing but errors: only process 0 writes the run directory.
+    With --resume, the run directory (on a filesystem every host sees) is copied there
+    first."""
+    from .experiments.runner import run_experiment
+    from .runs import RunDir
+
+    private = Path(tempfile.mkdtemp(prefix=f"bbpes-process{cluster.process_id}-"))
+    out = private / "run"
+    try:
+        if args.resume and args.out is not None and RunDir(args.out).holds_run():
+            shutil.copytree(args.out, out)
+        elif args.resume:
+            out = args.out  # nothing to resume there: run_experiment says so, writing nothing
+        with _silenced():
+            run_experiment(
+                args.name,
+                _overrides(args.set),
+                quick=args.quick,
+                seed=args.seed,
+                out=out,
+                resume=args.resume,
+                config_file=args.config,
+            )
+    except ConfigError as error:  # name the run directory, not the private one
+        raise ConfigError(str(error).replace(str(out), str(args.out))) from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    with (
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stdout(devnull),
+        contextlib.redirect_stderr(devnull),
+    ):
+        yield
+
+
+def _join_cluster():
+    """The run's `bbpes.distributed.Cluster` when the environment asks for several
+    processes (JAX's distributed runtime started, before JAX runs anything); else None."""
+    from .distributed import from_environment, initialize
+
+    cluster = from_environment()
+    if cluster is not None:
+        log_dir = Path(tempfile.gettempdir())
+        initialize(
+            cluster, runtime_log=log_dir / f"bbpes-jax-{cluster.process_id}-{os.getpid()}.log"
+        )
+    return cluster
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -165,15 +231,17 @@ def _split_cpu() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started: list = []  # the run directory, once a run has started
+    cluster = None  # several processes: bbpes.distributed
     try:
         if args.command == "run":  # benchmarks time one device (`bench devices`: both)
             _split_cpu()
+            cluster = _join_cluster()
         if args.command == "list":
             _list()
         elif args.command == "show":
             _show(args.name)
         elif args.command == "run":
-            _run(args, started)
+            _run(args, started, cluster)
         elif args.command == "compare":
             _compare(args)
         elif args.command == "bench":
@@ -192,6 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `bbpes show NAME | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:
+        if cluster is not None:  # a collective failed: was it a dead peer? (one line, exit 3)
+            from .distributed import await_verdict
+
+            await_verdict(error)
+        raise
     return 0
 
 

@@ -1,9 +1,10 @@
 """Running populations in parallel: the ES population axis over JAX devices.
 
 One GPU, several GPUs or several hosts run the same code: build a one-axis mesh over
-the devices and give it to `es(..., mesh=mesh)`. On several hosts, call
-`jax.distributed.initialize()` first (see docs/scaling.md); `jax.devices()` then lists
-every host's devices.
+the devices and give it to `es(..., mesh=mesh)`. On several hosts (or several
+processes), start JAX's distributed runtime first: the `bbpes` command does it from the
+environment (`bbpes.distributed`; docs/scaling.md, "One run over several hosts");
+`jax.devices()` then lists every process's devices.
 
 On one multi-core CPU, XLA's CPU backend runs much of one device's program (the fused
 elementwise work of a neuron step) on one thread; splitting the CPU into one device

@@ -25,6 +25,16 @@ So one bad sample never stops training; if the unperturbed loss L(theta) fails, 
 every perturbed sample does (the gradient is then NaN), the step reports a non-finite
 loss and the training loop counts it (`max_nonfinite`).
 
+**Nodes that leave or join.** A sample whose worker died with its node (a node of the
+cluster killed, preempted or lost) is not the sample's fault: it is run again on another
+worker without counting as an attempt (`EvaluationStats.lost`), so a step's numbers are
+those of a run on an unchanged cluster (for a deterministic loss, exactly). Each step
+evaluates every sample once, whatever nodes come and go. A pool sized by the cluster
+(`workers=None`) follows it: at each `evaluate` it starts a worker per CPU of a node
+that joined, and drops workers still waiting for a CPU that left with a node; a pool of
+a fixed size replaces its lost workers, which wait for a CPU. `samples_per_node` counts
+where the samples ran.
+
 **The loss.** `loss(params, *args) -> float`, where `params` is the estimator's pytree
 with numpy leaves (same structure and shapes) and `args` are the data arguments as
 numpy arrays. It is pickled (cloudpickle) to each worker once. If it has a `setup()`
@@ -40,7 +50,7 @@ import logging
 import math
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -73,10 +83,13 @@ class _Worker:
     def __init__(self, loss: Callable[..., Any]):
         self.loss = loss
 
-    def setup(self) -> bool:
+    def setup(self) -> str:
+        """Set the loss up; returns the id of this worker's node."""
+        import ray
+
         if callable(getattr(self.loss, "setup", None)):
             self.loss.setup()
-        return True
+        return ray.get_runtime_context().get_node_id()
 
     def evaluate(self, params: Any, args: tuple) -> float:
         return float(self.loss(params, *args))
@@ -96,6 +109,7 @@ class EvaluationStats:
     failed: int = 0  # samples that failed every attempt (their loss is NaN)
     timed_out: int = 0  # attempts stopped by the timeout
     workers_replaced: int = 0  # workers killed (timeout) or found dead, and restarted
+    lost: int = 0  # attempts lost with their worker's node, run again (not counted as tries)
 
     def add(self, other: EvaluationStats) -> None:
         for name in self.__dataclass_fields__:
@@ -109,7 +123,9 @@ class RayEvaluator:
 
     - `loss`: `loss(params, *args) -> float` on numpy values (see the module docstring).
     - `workers`: number of actors (each takes `actor_options["num_cpus"]`, default 1);
-      default: as many as the cluster's free CPUs hold. Workers that cannot get a CPU wait for one (Ray queues them).
+      default: as many as the cluster's free CPUs hold, and then as many as its CPUs
+      hold as nodes join or leave (see the module docstring). Workers that cannot get a
+      CPU wait for one (Ray queues them).
     - `address`: an existing Ray cluster (`"auto"`, `"ray://head:10001"`, ...); None
       starts a local one (with `workers` CPUs when given) unless Ray is already running
       in this process. A cluster started here is shut down by `close()`.
@@ -153,13 +169,18 @@ class RayEvaluator:
                 # JAX's fork warning cannot tell from a fork that keeps running Python.
                 warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
                 ray.init(address=address, **options)
+        self._cpus, self._follows_cluster = cpus, workers is None
+        self._cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
         if workers is None:
             free = int(ray.available_resources().get("CPU", 0))
             workers = max(1, int((free or ray.cluster_resources().get("CPU", 1)) // cpus))
         self._actor_class = ray.remote(**actor_options)(_Worker)
         self._loss_ref = ray.put(loss)
         self._workers = [self._start_worker() for _ in range(workers)]
+        self._nodes: dict[Any, str] = {}  # setup ref -> the worker's node id
         self._setup_failures = 0
+        self.samples_per_node: Counter[str] = Counter()  # all evaluations so far
+        self.last_samples_per_node: Counter[str] = Counter()  # those of the last call
 
     @property
     def workers(self) -> int:
@@ -168,6 +189,25 @@ class RayEvaluator:
     def _start_worker(self) -> tuple[Any, Any]:
         actor = self._actor_class.remote(self._loss_ref)
         return actor, actor.setup.remote()
+
+    def _follow_cluster(self) -> None:
+        """A pool sized by the cluster follows its CPUs since the last look: a worker
+        more per CPU that joined; a worker fewer per CPU that left, among those still
+        waiting for one (workers that run keep running)."""
+        if not self._follows_cluster:
+            return
+        ray = _ray()
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        change, self._cluster_cpus = int((cpus - self._cluster_cpus) / self._cpus), cpus
+        for _ in range(change):
+            self._workers.append(self._start_worker())
+        if change < 0:
+            refs = [ready for _, ready in self._workers]
+            started, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            waiting = [w for w in self._workers if w[1] not in set(started)]
+            for worker in waiting[:-change]:
+                ray.kill(worker[0], no_restart=True)
+                self._workers.remove(worker)
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the workers (each calls the loss's `close()`, if any, within `grace`
@@ -196,10 +236,12 @@ class RayEvaluator:
         ray = _ray()
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+        self._follow_cluster()
         n = len(population)
         losses = np.full(n, np.nan)
         attempts = np.zeros(n, dtype=int)
         stats = EvaluationStats(evaluated=n)
+        per_node: Counter[str] = Counter()
         pending = deque(range(n))
         args_ref = ray.put(tuple(args))
         starting = {ready: slot for slot, (_, ready) in enumerate(self._workers)}
@@ -219,11 +261,17 @@ class RayEvaluator:
                 )
 
         def replace(slot: int) -> None:
-            actor, _ = self._workers[slot]
+            actor, ready = self._workers[slot]
             ray.kill(actor, no_restart=True)
+            self._nodes.pop(ready, None)
             self._workers[slot] = self._start_worker()
             starting[self._workers[slot][1]] = slot
             stats.workers_replaced += 1
+
+        def lost(sample: int) -> None:  # its node died: run it again, not an attempt
+            stats.lost += 1
+            pending.appendleft(sample)
+            log.info("sample %d lost with its worker's node; running it again", sample)
 
         while pending or running:
             while pending and idle:
@@ -239,29 +287,33 @@ class RayEvaluator:
                 if ref in starting:
                     slot = starting.pop(ref)
                     try:
-                        ray.get(ref)
+                        self._nodes[ref] = ray.get(ref)
                         self._setup_failures = 0
                         idle.append(slot)
-                    except (RayActorError, RayTaskError) as error:
-                        self._setup_failures += 1
-                        if self._setup_failures >= MAX_SETUP_FAILURES:
-                            raise RuntimeError(
-                                f"{MAX_SETUP_FAILURES} workers in a row failed to start: {error}"
-                            ) from error
+                    except RayActorError as error:
+                        if not _node_died(error):
+                            self._fail_setup(error)
+                        replace(slot)
+                    except RayTaskError as error:
+                        self._fail_setup(error)
                         replace(slot)
                     continue
                 sample, slot, _ = running.pop(ref)
                 try:
                     value = ray.get(ref)
-                except RayActorError:
+                except RayActorError as error:
                     replace(slot)
-                    fail(sample, "worker died")
+                    if _node_died(error):
+                        lost(sample)
+                    else:
+                        fail(sample, "worker died")
                     continue
                 except (RayTaskError, GetTimeoutError) as error:
                     idle.append(slot)
                     fail(sample, str(getattr(error, "cause", None) or error).splitlines()[-1])
                     continue
                 idle.append(slot)
+                per_node[self._nodes.get(self._workers[slot][1], "?")] += 1
                 if math.isfinite(value):
                     losses[sample] = value
                 else:
@@ -276,7 +328,22 @@ class RayEvaluator:
                     fail(sample, f"timeout {self.timeout:g} s")
         self.last = stats
         self.stats.add(stats)
+        self.last_samples_per_node = per_node
+        self.samples_per_node.update(per_node)
         return losses
+
+    def _fail_setup(self, error: Exception) -> None:
+        self._setup_failures += 1
+        if self._setup_failures >= MAX_SETUP_FAILURES:
+            raise RuntimeError(
+                f"{MAX_SETUP_FAILURES} workers in a row failed to start: {error}"
+            ) from error
+
+
+def _node_died(error: Exception) -> bool:
+    """Whether a worker's death came with its node's (Ray says so in the error), rather
+    than from its sample (a crash, `os._exit`)."""
+    return bool(getattr(error, "preempted", False)) or "its node has died" in str(error)
 
 
 def _host_losses(evaluator: RayEvaluator, everything: Any, *args: Any) -> tuple[np.ndarray, ...]:

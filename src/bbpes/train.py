@@ -69,12 +69,20 @@ def _static_part(learner: AbstractLearner) -> Any:
 def _placed(leaves: list, shardings: list) -> list:
     """`leaves` (arrays) each where the compiled step expects it: a state that came out
     of a sharded step (an ES population split over devices) may be replicated where the
-    program wants one device, or the other way round."""
+    program wants one device, or the other way round. Over several processes
+    (`bbpes.distributed`) every process holds the same value, and it becomes the
+    global array of that sharding."""
 
     def place(x, sharding):
-        if isinstance(x, jax.Array) and x.sharding != sharding:
+        if not isinstance(x, jax.Array) or x.sharding == sharding:
+            return x
+        if sharding.is_fully_addressable:
             return jax.device_put(x, sharding)
-        return x
+        if x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x
+        where = sharding.addressable_devices_indices_map(x.shape).items()
+        parts = [jax.device_put(x[index], device) for device, index in where]
+        return jax.make_array_from_single_device_arrays(x.shape, sharding, parts)
 
     return [place(x, s) for x, s in zip(leaves, shardings)]
 

@@ -77,6 +77,12 @@ MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "k_cap": ((0,), "0: no k-cap"),
         "dnn_epsilon0": ((0,), "the rule's loss threshold, any value >= 0"),
     },
+    "fit": {
+        **SIGNAL_KNOBS,
+        "clip": ((0,), "0: no gradient clip"),
+        "noise": ((0,), "0: no recording noise on the ground truth"),
+        "ljp": ((0, -1), "the liquid junction potential (mV), any value"),
+    },
     "signals": {
         "budget": ((0,), "0: the scale's budget"),
         "memory_limit_gb": ((0,), "0: 80% of the free memory"),

@@ -72,6 +72,7 @@ SETTINGS = {
     "NoiseReuseES": dict(optimizer=optax.adam(0.1), std_init=0.1),
     "PersistentES": dict(optimizer=optax.adam(0.1), std_init=0.1),
     "GuidedES": dict(optimizer=optax.adam(0.1), std_init=0.1),
+    "SimpleGA": dict(std_init=0.2),  # a genetic algorithm: its params are its best member
 }
 OPTAX_STRATEGIES = ("Open_ES", "SNES", "xNES", "PGPE", "ARS", "NoiseReuseES", "PersistentES",
                     "GuidedES")  # fmt: skip
@@ -232,7 +233,7 @@ def test_registry_helper_and_optimizer_routing():
     "make, message",
     [
         (lambda: EvosaxLearner(sphere, "NoSuchES", 8), "unknown evosax strategy"),
-        (lambda: EvosaxLearner(sphere, "SimpleGA", 8), "population-based"),
+        (lambda: EvosaxLearner(sphere, "DifferentialEvolution", 8), "population-based"),
         (lambda: EvosaxLearner(sphere, "Open_ES", 7), "even"),
         (lambda: EvosaxLearner(sphere, "SNES", 1), ">= 2"),
         (lambda: EvosaxLearner(sphere, "CMA_ES", 8, optimizer=optax.sgd(0.1)), "no optimizer"),

@@ -32,7 +32,16 @@ from ..errors import ConfigError
 from ..experiments.base import parse_value
 from ..runs import atomic_write_json, to_jsonable
 
-_MODULES: list[str] = ["sim", "es", "devices", "memory", "roofline", "nne_generation", "ensemble"]
+_MODULES: list[str] = [
+    "sim",
+    "es",
+    "devices",
+    "memory",
+    "roofline",
+    "nne_generation",
+    "ensemble",
+    "peers",
+]
 RECORD = ("all", "compare")
 """The names of the speed record's commands (not benchmarks themselves)."""
 

@@ -34,6 +34,7 @@ _MODULES = [
     "evidence",
     "memory",
     "study",
+    "fit",
 ]
 
 

@@ -27,6 +27,7 @@ from ..study.leaderboard import leaderboard_markdown, verdict
 from ..study.problem import Regime
 from . import study_regimes as R
 from .base import Experiment, require
+from .fit_regimes import FIT_SIGNALS, fit_problem
 
 
 def _regime(name, claim, metric, higher, target, signals, build) -> Regime:
@@ -125,6 +126,33 @@ def regimes() -> dict[str, Regime]:
                 0.1,
                 ("es", "bptt"),
                 lambda s: R.rober_problem("normalised", s),
+            ),
+            _regime(
+                "fit_hh",
+                "fitting a cell to features: population methods are the field's habit (Neuroptimus test case 1)",
+                "max_rel_error",
+                False,
+                0.01,
+                FIT_SIGNALS,
+                lambda s: fit_problem("hh", s),
+            ),
+            _regime(
+                "fit_pospischil",
+                "fitting 7 parameters of the Pospischil model to features of 4 sweeps (ground truth)",
+                "max_rel_error",
+                False,
+                0.01,
+                FIT_SIGNALS,
+                lambda s: fit_problem("pospischil", s),
+            ),
+            _regime(
+                "fit_real",
+                "fitting the Pospischil model to a real cell (B6, 5 sweeps): eFEL z-score loss",
+                "loss",
+                False,
+                1.0,
+                FIT_SIGNALS,
+                lambda s: fit_problem("real", s),
             ),
         )
     }

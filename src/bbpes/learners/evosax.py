@@ -83,6 +83,11 @@ xNES take an optimizer too, but their default `sgd(1.0)` is the natural-gradient
 itself; CMA-ES and Sep-CMA-ES take none."""
 
 
+POPULATION_BASED: tuple[str, ...] = ("SimpleGA",)
+"""The genetic algorithms offered: their params are the best member found so far (a fit
+with no minibatches scores every member on the same data, so that pick is unbiased)."""
+
+
 class EvosaxState(eqx.Module):
     params: Any  # the strategy's mean, as a pytree shaped like the model's params
     strategy: Any  # the evosax state (a flax dataclass of arrays), flat vectors of size D
@@ -95,7 +100,7 @@ class EvosaxLearner(AbstractLearner):
 
     - `loss_fn(params, *batch) -> scalar`: the loss of one network (unbatched params).
     - `name`: an evosax strategy name, e.g. `"SNES"` (`STRATEGIES` are the tested ones;
-      any distribution-based name in `evosax.algorithms.algorithms` is accepted).
+      any distribution-based name in `evosax.algorithms.algorithms` is accepted, and the genetic algorithms of `POPULATION_BASED`).
     - `population_size`: members per generation (even for the mirrored strategies).
     - `std_init`: the initial search std in parameter units (None: evosax's default, 1.0),
       given to the strategy as its `std_init` parameter or its constant `std_schedule`;
@@ -245,7 +250,7 @@ class EvosaxLearner(AbstractLearner):
             last = state.strategy.mean - strategy.mean
             strategy = strategy.replace(grad=guide if self.surrogate is not None else last)
         strategy = jax.tree.map(lambda new, old: new.astype(old.dtype), strategy, state.strategy)
-        new = EvosaxState(jax.tree.map(_like, algorithm.get_mean(strategy), state.params), strategy)
+        new = EvosaxState(jax.tree.map(_like, _centre(algorithm, strategy), state.params), strategy)
         ok = jnp.any(finite) & finite_tree(new)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         metrics = {
@@ -271,10 +276,30 @@ class EvosaxLearner(AbstractLearner):
 
 @eqx.filter_jit
 def _initial_strategy(learner: EvosaxLearner, params: Any) -> Any:
-    """The evosax state at `params` (jitted once per learner configuration)."""
+    """The evosax state at `params` (jitted once per learner configuration). A genetic
+    algorithm starts from `params` and `population_size - 1` mutants of it (std
+    `std_init`), none evaluated yet (fitness +inf), so its first generation breeds
+    from them and `params` is the best point until a member beats it."""
     algorithm = learner._algorithm(params)
-    state = algorithm.init(jax.random.key(0), params, learner._params(algorithm))
+    es_params = learner._params(algorithm)
+    if learner.name in POPULATION_BASED:
+        flat, unravel = ravel_pytree(params)
+        std = 1.0 if learner.std_init is None else learner.std_init
+        noise = jax.random.normal(jax.random.key(0), (learner.population_size, flat.size))
+        members = flat + std * noise.at[0].set(0.0).astype(flat.dtype)
+        fitness = jnp.full((learner.population_size,), jnp.inf, flat.dtype)
+        state = algorithm.init(jax.random.key(0), jax.vmap(unravel)(members), fitness, es_params)
+    else:
+        state = algorithm.init(jax.random.key(0), params, es_params)
     return jax.tree.map(_strong, state)
+
+
+def _centre(algorithm: Any, strategy: Any) -> Any:
+    """What the learner trains: the mean of a distribution-based strategy; the best member
+    so far of a genetic algorithm (no distribution: its elites are its state)."""
+    if hasattr(algorithm, "get_mean"):
+        return algorithm.get_mean(strategy)
+    return algorithm._unravel_solution(strategy.best_solution)
 
 
 def _strong(x: Any) -> Array:
@@ -287,7 +312,10 @@ def _like(x: Array, like: Array) -> Array:
 
 def _strategy_class(name: str) -> type:
     from evosax.algorithms.distribution_based import distribution_based_algorithms
+    from evosax.algorithms.population_based import population_based_algorithms
 
+    if name in POPULATION_BASED:
+        return population_based_algorithms[name]
     if name not in EVOSAX_ALGORITHMS:
         raise ConfigError(
             f"unknown evosax strategy {name!r}; tested: {', '.join(STRATEGIES)}"

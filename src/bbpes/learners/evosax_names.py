@@ -14,5 +14,6 @@ STRATEGIES: tuple[str, ...] = (
     "NoiseReuseES",
     "PersistentES",
     "GuidedES",
+    "SimpleGA",
 )
 """The evosax strategies (evosax's own registry names) tested as bbpes learners."""

@@ -16,6 +16,8 @@ from .lif import spike_times as spike_times
 from .morris_lecar import EXPLOSIVE as EXPLOSIVE
 from .morris_lecar import NON_EXPLOSIVE as NON_EXPLOSIVE
 from .morris_lecar import MorrisLecar as MorrisLecar
+from .neuron_hh import NeuronHH as NeuronHH
+from .pospischil import Pospischil as Pospischil
 from .readout import hard_threshold as hard_threshold
 from .readout import soft_threshold as soft_threshold
 from .registry import CELLS as CELLS
