@@ -88,3 +88,15 @@ def test_a_bad_recording_exits_2_in_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "missing.ibw" in result.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_several_starts_share_the_budget_and_the_best_is_reported(tmp_path):
+    """Two CMA-ES fits from two starts as one vmapped program: 60 evaluations are 4
+    steps of 2 x (6 + 1); the reported point is the better of the two."""
+    metrics, out = fit(tmp_path, "a", starts=2)
+    assert metrics["evaluations"] == 4 * 2 * 7
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    scored = [r for r in history if "hard_loss" in r]
+    assert {r["start"] for r in scored} <= {0, 1}
+    assert metrics["best_hard_loss"] == pytest.approx(min(r["hard_loss"] for r in scored))

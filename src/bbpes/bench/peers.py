@@ -45,6 +45,7 @@ per CPU-second (all of a tool's processes), steadier on a loaded machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -113,11 +114,14 @@ class Worker:
         if self.process.poll() is None:
             try:
                 self.process.stdin.write("quit\n")
-                self.process.stdin.close()
+                self.process.stdin.flush()
                 self.process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
-        self._err.close()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self._err):
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def _rounds(calls: dict[str, Callable[[], tuple[float, float]]], repeat: int) -> dict:

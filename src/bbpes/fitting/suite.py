@@ -23,6 +23,7 @@ fit can reach a loss of exactly 0; the simulator floor against NEURON is measure
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax.numpy as jnp
@@ -142,7 +143,7 @@ def build(
 def make_loss(target, protocol: CurrentClamp, loss: str, features, relative_std, temperature):
     """`(loss, feature_loss)` on the target traces `(n_sweeps, T)`."""
     dt = protocol.dt * protocol.record_every
-    settings = FeatureSettings()
+    settings = _settings_for(target, dt, protocol)
     values = extract(
         jnp.asarray(target), dt, protocol.start, protocol.end, tuple(features), settings=settings
     )
@@ -164,6 +165,18 @@ def make_loss(target, protocol: CurrentClamp, loss: str, features, relative_std,
     if loss == "mse":
         return mse, floss
     return WeightedLoss((floss, mse), (1.0, 1.0)), floss
+
+
+def _settings_for(target, dt: float, protocol: CurrentClamp) -> FeatureSettings:
+    """eFEL's settings, with room for every spike of the target and a margin: per-spike
+    features are undefined for a trace with more spikes than `max_spikes` (64 by
+    default; cell B6 fires up to 89 in 2 s), and a model may fire more than the target."""
+    count = extract(jnp.asarray(target), dt, protocol.start, protocol.end, ("Spikecount",))
+    most = int(np.nanmax(np.asarray(count["Spikecount"]))) if np.size(target) else 0
+    room = 64
+    while room < 1.5 * most + 8:
+        room *= 2
+    return FeatureSettings(max_spikes=room)
 
 
 def _hh():
@@ -226,6 +239,8 @@ def recording_fit(
     record_every = max(1, round(rec.dt / 0.025))
     protocol = rec.protocol(dt=rec.dt / record_every, record_every=record_every)
     target = np.asarray(rec.voltage)
+    # the recording's T samples start at 0: the simulation records T (0 to (T - 1) dt)
+    protocol = dataclasses.replace(protocol, duration=(target.shape[1] - 1) * rec.dt)
     fit_loss, floss = make_loss(target, protocol, loss, features, relative_std, temperature)
     return Fit(
         name="recording",
