@@ -9,6 +9,7 @@ import ipaddress
 import sys
 import threading
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +84,9 @@ def cluster(monkeypatch):
     yield nodes
     ray.shutdown()
     nodes.shutdown()
+    # the cluster wrote its address where a plain `ray.init()` looks first: remove it,
+    # so that later tests (in this worker) start their own local Ray
+    Path(ray._private.utils.get_ray_address_file(None)).unlink(missing_ok=True)
 
 
 def _listening_addresses() -> set[str]:

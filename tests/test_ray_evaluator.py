@@ -84,7 +84,7 @@ def cluster():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     # Logical CPUs (Ray's scheduling resource): room for the shared evaluator's two
     # workers and for the others, on a machine of any size.
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections import Counter, deque
@@ -168,7 +169,11 @@ class RayEvaluator:
                 # Ray starts its daemons with subprocess (fork then exec at once), which
                 # JAX's fork warning cannot tell from a fork that keeps running Python.
                 warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-                ray.init(address=address, **options)
+                # No address and no RAY_ADDRESS: a new local Ray, as documented, even
+                # where a cluster started on this machine left its address file behind
+                # (Ray would otherwise connect to that cluster, or fail on num_cpus).
+                local = address is None and not os.environ.get("RAY_ADDRESS")
+                ray.init(address="local" if local else address, **options)
         self._cpus, self._follows_cluster = cpus, workers is None
         self._cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
         if workers is None:

@@ -28,6 +28,7 @@ metrics.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 from typing import Any
@@ -241,8 +242,6 @@ def _run(config: dict[str, Any], out: RunDir) -> dict[str, Any]:
     z0 = initial_points(config, fit)
     calibration = out.file("calibration.json")
     if calibration.exists():
-        import json
-
         stored = json.loads(calibration.read_text())
         cost, timings = stored["cost_per_step"], stored["timings"]
     else:
@@ -323,6 +322,7 @@ def report(config, fit, records, cost, timings, out: RunDir, stopped) -> dict[st
         "max_abs_z": float(
             max((abs(r["z"]) for r in rows if r["z"] is not None), default=math.nan)
         ),
+        "features_missing": sum(r["z"] is None for r in rows),  # scored the penalty
         **{f"timing_{k}": v for k, v in timings.items()},
     }
     if errors is not None:

@@ -91,7 +91,7 @@ def plot_sweeps(fit: Fit, values: np.ndarray, out: RunDir) -> None:
     """`sweeps.png`: the fitted model's voltage over the target's, one panel a sweep."""
     v = fitted_voltage(fit, values)
     n = v.shape[0]
-    fig, axes = plotting.figure(ncols=1, nrows=n, width=7.0, height=1.9)
+    fig, axes = plotting.figure(ncols=1, nrows=n, width=7.0, height=1.9, layout="constrained")
     t = np.arange(v.shape[1]) * fit.dt_recorded
     amps = fit.protocol.amplitudes
     for k in range(n):
@@ -100,7 +100,7 @@ def plot_sweeps(fit: Fit, values: np.ndarray, out: RunDir) -> None:
             ax.plot(t, np.asarray(fit.target)[k], color="0.6", lw=1.0, label="target")
         ax.plot(t, v[k], color="C3", lw=0.8, label="fitted")
         ax.set_ylabel("mV")
-        ax.set_title(f"sweep {k}: {amps[k]:g} nA", fontsize=8, loc="left")
+        ax.set_title(f"sweep {k}: {1000 * amps[k]:.0f} pA step", fontsize=8, loc="left")
         if k == 0:
             ax.legend(fontsize=7, loc="upper right")
     axes[-1][0].set_xlabel("time (ms)")
