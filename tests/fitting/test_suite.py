@@ -35,6 +35,7 @@ def test_recording_noise_moves_the_target_by_its_seed():
     assert np.std(a.target - b.target) == pytest.approx(0.5 * np.sqrt(2), rel=0.05)
 
 
+@pytest.mark.slow  # 11 s of compiling 3-s traces: make test-slow
 @pytest.mark.skipif(not EPHYS.exists(), reason="the shared ephys data is not beside this checkout")
 def test_a_fit_to_cell_b6_reads_its_five_sweeps():
     files = lambda ch: ",".join(str(EPHYS / f"B6_Ch{ch}_IDRest_{k}.ibw") for k in range(181, 186))
