@@ -77,6 +77,7 @@ def test_the_loss_is_zero_at_the_target_and_weighs_its_features(traces):
     assert float(off(v)) == pytest.approx(3.0 * 2.0 / 4.0, rel=1e-4)  # weighted mean
 
 
+@pytest.mark.slow  # a gradient through the simulation and the soft features: .ci/run
 def test_the_soft_loss_has_a_finite_gradient_in_the_parameters():
     short = CurrentClamp(amplitudes=(0.05,), start=10.0, end=60.0, duration=70.0, record_every=4)
     target = simulate(NeuronHH(diam=10.0, L=10.0), short)

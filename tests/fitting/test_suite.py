@@ -15,6 +15,7 @@ from bbpes.fitting import suite
 EPHYS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ephys" / "bluepyefe"
 
 
+@pytest.mark.slow  # 17 s of compiling: make test-slow, and .ci/run
 def test_the_simplecell_target_is_recovered_exactly_at_the_truth():
     fit = suite.build("simplecell")
     z = fit.space.to_unconstrained(jnp.asarray(fit.truth))
