@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from bbpes import GradientLearner, train
-from bbpes.ray_evaluator import RayEvaluator, ray_es
+from bbpes.ray_es import ray_es
+from bbpes.ray_evaluator import RayEvaluator
 
 TINY = os.environ.get("BBPES_EXAMPLE_TINY") == "1"
 TARGET_SPIKES = 10

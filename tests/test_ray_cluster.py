@@ -21,7 +21,8 @@ import ray
 from ray import cloudpickle
 
 from bbpes.learners import GradientLearner
-from bbpes.ray_evaluator import EvaluationStats, ray_es
+from bbpes.ray_es import ray_es
+from bbpes.ray_evaluator import EvaluationStats
 from bbpes.train import train
 
 # Ray starts its daemons with subprocess (fork, then exec at once): not the fork JAX warns about.

@@ -20,7 +20,8 @@ from ray import cloudpickle
 
 from bbpes.estimators import es
 from bbpes.learners import GradientLearner
-from bbpes.ray_evaluator import RayEvaluator, ray_es
+from bbpes.ray_es import ray_es
+from bbpes.ray_evaluator import RayEvaluator
 from bbpes.train import train
 
 PARAMS = {"w": jnp.array([1.0, -0.5, 2.0, 0.3]), "b": jnp.array(0.4)}

@@ -29,69 +29,34 @@ RECORD_EVERY = 4  # stored V every 0.1 ms: 4 bytes x 10,001 samples a second of 
 
 # Every case is one soma (nseg = 1) with `hh`; amplitudes in nA, one sweep each,
 # `holding` nA on throughout (a second IClamp with del = 0).
+TC1 = dict(
+    diam=10.0,
+    L=100.0,
+    celsius=6.3,
+    amplitudes=[0.3],
+    start=200.0,
+    end=700.0,
+    duration=1000.0,
+    holding=0.0,
+    usetable=1,
+)
+"""Neuroptimus test case 1 (the `hh` soma fitted from a NEURON trace): tonic firing. The
+other cases change what their comment says."""
+
 CASES: dict[str, dict] = {
-    # Neuroptimus test case 1 (the `hh` soma fitted from a NEURON trace): tonic firing.
-    "tc1": dict(
-        diam=10.0,
-        L=100.0,
-        celsius=6.3,
-        amplitudes=[0.3],
-        start=200.0,
-        end=700.0,
-        duration=1000.0,
-        holding=0.0,
-        usetable=1,
-    ),
+    "tc1": TC1,
     # The same with the rates computed exactly (`usetable_hh = 0`), for `use_table=False`.
-    "tc1_notable": dict(
-        diam=10.0,
-        L=100.0,
-        celsius=6.3,
-        amplitudes=[0.3],
-        start=200.0,
-        end=700.0,
-        duration=1000.0,
-        holding=0.0,
-        usetable=0,
-    ),
+    "tc1_notable": {**TC1, "usetable": 0},
     # Below threshold, depolarising and hyperpolarising: the passive response and sag.
-    "subthreshold": dict(
-        diam=10.0,
-        L=100.0,
-        celsius=6.3,
-        amplitudes=[0.05, -0.1],
-        start=100.0,
-        end=400.0,
-        duration=500.0,
-        holding=0.0,
-        usetable=1,
-    ),
+    "subthreshold": {**TC1, "amplitudes": [0.05, -0.1], "start": 100.0, "end": 400.0,
+                     "duration": 500.0},
     # Rates at 20 °C: q10 = 3^((20 - 6.3) / 10) = 4.50.
-    "celsius20": dict(
-        diam=10.0,
-        L=100.0,
-        celsius=20.0,
-        amplitudes=[0.3],
-        start=100.0,
-        end=400.0,
-        duration=500.0,
-        holding=0.0,
-        usetable=1,
-    ),
+    "celsius20": {**TC1, "celsius": 20.0, "start": 100.0, "end": 400.0, "duration": 500.0},
     # A smaller soma (1,257 µm²) with a holding current, and a step that starts between
     # grid points (50.01 ms): NEURON switches it on in the step whose midpoint passes it.
-    "geometry2": dict(
-        diam=20.0,
-        L=20.0,
-        celsius=6.3,
-        amplitudes=[0.1, 0.2],
-        start=50.01,
-        end=250.01,
-        duration=300.0,
-        holding=-0.01,
-        usetable=1,
-    ),
-}
+    "geometry2": {**TC1, "diam": 20.0, "L": 20.0, "amplitudes": [0.1, 0.2], "start": 50.01,
+                  "end": 250.01, "duration": 300.0, "holding": -0.01},
+}  # fmt: skip
 
 
 def run_case(case: dict) -> list[np.ndarray]:

@@ -57,20 +57,11 @@ def bluepyopt_run(config, python: Path, problem: str, method: str, seed: int) ->
     spec = {"problem": problem, "method": method, "seed": seed}
     spec |= {"evaluations": config["evaluations"], "offspring": config["bluepyopt_offspring"]}
     spec |= {"features": list(DEFAULT_FEATURES), "tolerance": config["tolerance"]}
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [str(python), str(PEERS / "bluepyopt_fit.py"), json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=config["fit_timeout"],
-    )
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-3:]
-        return {"error": " | ".join(tail)[:500]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _peer_fit(python, "bluepyopt_fit.py", spec, config["fit_timeout"])
+    if "error" in result:
+        return result
     log = [[t, loss, k + 1, *p] for k, (t, loss, *p) in enumerate(result.pop("log"))]
-    return {**result, "log": log, "process_seconds": time.perf_counter() - t0}
+    return {**result, "log": log}
 
 
 def jaxley_run(config, python: Path, problem: str, seed: int) -> dict:
@@ -81,13 +72,20 @@ def jaxley_run(config, python: Path, problem: str, seed: int) -> dict:
     spec = {"problem": problem, "seed": seed, "starts": config["jaxley_starts"]}
     spec |= {"steps": config["jaxley_steps"], "lr": config["jaxley_lr"]}
     spec |= {"tolerance": config["tolerance"]}
+    return _peer_fit(python, "jaxley_fit.py", spec, config["fit_timeout"])
+
+
+def _peer_fit(python: Path, script: str, spec: dict, timeout: float) -> dict:
+    """Run `benchmarks/peers/<script>` with `spec` (JSON) in the peers venv: its last
+    stdout line (JSON) with `process_seconds` added, or `{"error": ...}` (the last lines
+    of its stderr) when it fails."""
     t0 = time.perf_counter()
     done = subprocess.run(
-        [str(python), str(PEERS / "jaxley_fit.py"), json.dumps(spec)],
+        [str(python), str(PEERS / script), json.dumps(spec)],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=config["fit_timeout"],
+        timeout=timeout,
     )
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-3:]

@@ -60,7 +60,8 @@ def train_one(estimator, config: dict[str, Any], run_dir: RunDir, label: str):
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
-    from ..ray_evaluator import RayEvaluator, ray_es
+    from ..ray_es import ray_es
+    from ..ray_evaluator import RayEvaluator
 
     cell = PRESETS[config["preset"]]
     brian2_loss = Brian2TurnOff(
