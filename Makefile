@@ -23,14 +23,15 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/pytest -q -n auto
 
-## make test-slow: the long checks, in a second venv that also has Brian2 (numpy < 2.4)
+## make test-slow: the long checks, in a second venv that also has Brian2 (numpy < 2.4) and
+## NEURON (the NEURON black-box fits, tests/blackbox; NEURON 9 runs with numpy 2.3 too)
 BRIAN2_VENV  := .venv-brian2
 BRIAN2_STAMP := $(BRIAN2_VENV)/.installed
 
 $(BRIAN2_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BRIAN2_VENV)
 	$(BRIAN2_VENV)/bin/pip install --quiet --upgrade pip
-	$(BRIAN2_VENV)/bin/pip install --quiet -e '.[dev,brian2]'
+	$(BRIAN2_VENV)/bin/pip install --quiet -e '.[dev,brian2,neuron]'
 	touch $(BRIAN2_STAMP)
 
 test-slow: $(BRIAN2_STAMP)

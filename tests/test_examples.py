@@ -37,7 +37,7 @@ def losses(out: str, name: str) -> tuple[float, float]:
 
 
 def test_every_example_is_tested():
-    tested = {"own_cell.py", "own_loss.py", "ray_simulator.py", "read_history.py"}
+    tested = {"own_cell.py", "own_loss.py", "own_study.py", "ray_simulator.py", "read_history.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -53,6 +53,20 @@ def test_own_loss_trains_by_es_and_an_evosax_strategy(run_example, tmp_path):
     for name in ("es + adam", "evosax SNES"):
         first, last = losses(out, name)
         assert last < first
+
+
+@pytest.mark.slow
+def test_own_study_puts_a_users_problem_and_signal_on_the_leaderboard(run_example, tmp_path):
+    """The tiny study (4 signals x 3 seeds at 0.25 s each): about 35 s on 2 cores."""
+    out = run_example("own_study.py", tmp_path)
+    board = json.loads((tmp_path / "own-study" / "leaderboard.json").read_text())
+    rows = {r["signal"]: r for r in board["rows"]}
+    assert set(rows) == {"bptt", "es", "evosax:SNES", "own_study:SIGN_ES"}
+    assert rows["own_study:SIGN_ES"]["family"] == "forward" and rows["bptt"]["seeds"] == 3
+    for row in rows.values():  # every signal learned: below the starting test MSE
+        assert row["metric_mean"] < 0.05
+    assert "| own_study:SIGN_ES | forward |" in out and "No target" in out
+    assert (tmp_path / "own-study" / "oscillation.png").read_bytes().startswith(PNG)
 
 
 def test_ray_simulator_moves_the_current_towards_the_target(run_example, tmp_path):

@@ -192,3 +192,56 @@ def test_plugin_experiments_join_the_registry(entry_points):
     assert found["plugin_demo"].summary.startswith("a plugin's experiment")
     assert experiments.get("plugin_demo") is found["plugin_demo"]
     assert "evidence" in found and "broken" not in found
+
+
+@pytest.fixture
+def study_entry_points(monkeypatch):
+    """Fake `bbpes.signals` and `bbpes.problems` entry points (the plugin's)."""
+    from bbpes import imports
+    from bbpes.signals import registry as signal_registry
+    from bbpes.study import plugins
+
+    monkeypatch.syspath_prepend(str(PLUGIN / "src"))
+    found = {
+        "bbpes.signals": [
+            EntryPoint("plugin_es", "bbpes_plugin_example:SIGNAL", "bbpes.signals"),
+            EntryPoint("clash", "bbpes_plugin_example:CLASH", "bbpes.signals"),  # named es
+            EntryPoint("not_a_signal", "bbpes_plugin_example:run", "bbpes.signals"),
+            EntryPoint("broken", "no_such_module:X", "bbpes.signals"),
+        ],
+        "bbpes.problems": [
+            EntryPoint(
+                "plugin_quadratic", "bbpes_plugin_example:quadratic_problem", "bbpes.problems"
+            )
+        ],
+    }
+    monkeypatch.setattr(imports, "entry_points", lambda group: found.get(group, []))
+    signal_registry._plugins.cache_clear()
+    plugins._installed.cache_clear()
+    yield
+    signal_registry._plugins.cache_clear()
+    plugins._installed.cache_clear()
+
+
+def test_installed_signals_and_problems_join_the_study(study_entry_points):
+    from bbpes import signals
+    from bbpes.study import plugins
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = signals.names()
+    said = " ".join(str(w.message) for w in caught)
+    assert "no_such_module" in said and "'es' is built in" in said and "not a signal" in said
+    assert "plugin_es" in names and "broken" not in names and "not_a_signal" not in names
+    assert signals.signal("es") is signals.SIGNALS["es"]  # the built-in one kept
+    assert signals.signal("plugin_es").reference.startswith("a plugin's ES")
+    assert plugins.installed_problems() == ("plugin_quadratic",)
+    regime = plugins.installed_regime("plugin_quadratic", "tiny")
+    assert regime.name == "plugin_quadratic" and not regime.higher_is_better
+    assert {m: s.knob for m, s in regime.signals.items()} == {
+        "bptt": "lr",
+        "es": "lr_es",
+        "plugin_es": "lr_es",
+    }
+    problem = regime.build("tiny")
+    assert problem.test(problem.init(0)) == pytest.approx(1 + 4 + 9 + 16)

@@ -138,6 +138,10 @@ def test_a_killed_node_changes_nothing_and_a_new_node_is_used(cluster):
             threading.Timer(0.15, cluster.remove_node, (doomed, False)).start()
         if i == add_at:
             joined.append(cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK))
+        if i > add_at and not evaluator.samples_per_node[joined[0].node_id]:
+            # a loaded machine starts the new node's worker slowly: the later steps give it
+            # time (the data, hence every number, are the same whenever it joins)
+            time.sleep(2.0)
         return (DATA,)
 
     with RayEvaluator(SlowLoss(0.05), retries=0) as evaluator:

@@ -85,7 +85,18 @@ def cluster():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     # Logical CPUs (Ray's scheduling resource): room for the shared evaluator's two
     # workers and for the others, on a machine of any size.
-    ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
+    with pytest.MonkeyPatch.context() as patch:
+        # on the loopback address (Ray turns 127.0.0.1 into the machine's network
+        # address unless it is told that no other machine joins)
+        patch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+        ray.init(
+            address="local",
+            num_cpus=6,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     yield
     ray.shutdown()
 

@@ -9,9 +9,10 @@ Runs in `.venv-peers` (made by `make peers`, where bbpes is installed too):
 
 CONFIG_JSON: `problem` (`hh`, `simplecell`: bbpes's suite, `bbpes.fitting.suite`),
 `seed`, `starts`, `steps` (Adam steps per start), `lr`, `tolerance` (stop at the first
-start whose best point is within it of the truth).
+start whose best point is within it of the truth), `loss` (`features`, the default;
+`mse`: the traces' mean squared error; `both`: their sum).
 
-The loss is bbpes's soft feature loss (`bbpes.fitting.suite.make_loss`: the same
+The loss is (by default) bbpes's soft feature loss (`bbpes.fitting.suite.make_loss`: the same
 features and stds as every other tool, relaxed to be differentiable) on Jaxley's own
 trace (V every 0.1 ms), its target made by Jaxley at the truth. Jaxley's `HH` computes
 NEURON's `hh` rates exactly (no table), at 6.3 °C.
@@ -43,7 +44,7 @@ def main() -> None:
     from bbpes.fitting import suite
 
     cfg = json.loads(sys.argv[1])
-    cell, space, protocol, truth, _ = suite._GROUND_TRUTH[cfg["problem"]]()
+    cell, space, protocol, truth, _ = suite.GROUND_TRUTH[cfg["problem"]]()
     names = {"gnabar": "HH_gNa", "gkbar": "HH_gK", "gl": "HH_gLeak"}
     comp = jx.Compartment()
     comp.set("radius", float(cell.diam) / 2.0)
@@ -74,7 +75,8 @@ def main() -> None:
 
     truth_params = [{names[p.name]: jnp.asarray([t])} for p, t in zip(space.parameters, truth)]
     target = np.asarray(voltage(truth_params))
-    floss, _ = suite.make_loss(target, protocol, "features", suite.DEFAULT_FEATURES, 0.05, 2.0)
+    kind = cfg.get("loss", "features")
+    floss, _ = suite.make_loss(target, protocol, kind, suite.DEFAULT_FEATURES, 0.05, 2.0)
 
     def loss(opt_params):
         return floss(voltage(transform.forward(opt_params)), soft=True)

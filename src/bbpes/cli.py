@@ -72,17 +72,42 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _list() -> None:
+    from . import signals
     from .experiments import registry
 
     experiments = registry()
     width = max(map(len, experiments))
     for name, experiment in experiments.items():
         print(f"{name:<{width}}  {experiment.summary}")
+    print("\nlearning signals (any experiment's method; bbpes show NAME for one):")
+    found = [signals.signal(n) for n in signals.names()]
+    width = max(len(s.name) for s in found)
+    for s in found:
+        print(f"  {s.name:<{width}}  {s.family:<8}  needs {s.needs}; {s.reference}")
+
+
+def _show_signal(name: str) -> None:
+    from . import signals
+
+    s = signals.signal(name)
+    print(f"{s.name}: {s.family} signal ({type(s).__name__}); {s.reference}")
+    print(
+        f"  needs the task's {s.needs}" + (f", and one of {', '.join(s.guide)}" if s.guide else "")
+    )
+    step = s.step_setting or "its own (the strategy's update)"
+    print(f"  step size: {step}; gradient clip: {'yes' if s.clip else 'no'}; tuned on: {s.tuned}")
+    print(f"  cost per iteration: {s.cost} forward passes; memory: {s.memory}")
+    for knob in s.knobs:
+        print(f"  {knob.name} = {knob.default}  # {knob.describe()}")
 
 
 def _show(name: str) -> None:
-    from .experiments import get
+    from . import signals
+    from .experiments import get, registry
 
+    if name not in registry() and (name in signals.names() or ":" in name):
+        _show_signal(name)
+        return
     experiment = get(name)
     print(f"{experiment.name}: {experiment.summary}")
     config = experiment.config()

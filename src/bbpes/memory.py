@@ -33,9 +33,14 @@ def learning_signal_peak_bytes(learner: Any, params: Any, key: jax.Array, *batch
     return compiled_peak_bytes(learner.step, learner.init(params), key, *batch)
 
 
-def memory_limit_bytes(limit_gb: float = 0.0, fraction: float = 0.8) -> float:
-    """Bytes a computation may use: `limit_gb` GB when positive, else `fraction` of what
-    the first device has free now (`bbpes.devices.available_memory_bytes`)."""
+def memory_limit_bytes(
+    limit_gb: float = 0.0, fraction: float = 0.8, *, limit_bytes: float | None = None
+) -> float:
+    """Bytes a computation may use: `limit_bytes` when given, else `limit_gb` GB when
+    positive, else `fraction` of what the first device has free now
+    (`bbpes.devices.available_memory_bytes`)."""
+    if limit_bytes is not None:
+        return limit_bytes
     if limit_gb > 0:
         return limit_gb * 1e9
     return fraction * available_memory_bytes()

@@ -11,20 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-METHOD_COLORS = {
-    "es": "tab:red",
-    "bptt": "tab:blue",
-    "bptt_checkpointed": "tab:cyan",
-    "pnde": "tab:green",
-    "fnde": "tab:olive",
-    "finite_difference": "tab:gray",
-    "weight_perturbation": "tab:purple",
-}
-
-
-def color(method: str) -> str | None:
-    return METHOD_COLORS.get(method)
-
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 3.6, **kwargs: Any):
     """`(fig, axes)` with a consistent size per panel."""

@@ -16,7 +16,7 @@ from .estimators.es import Population, check_settings, fitness_weights, reported
 from .ray_evaluator import RayEvaluator
 
 
-def _host_losses(evaluator: RayEvaluator, everything: Any, *args: Any) -> tuple[np.ndarray, ...]:
+def host_losses(evaluator: RayEvaluator, everything: Any, *args: Any) -> tuple[np.ndarray, ...]:
     """The pure_callback body: split the stacked pytree into parameter sets and
     evaluate them. Returns the losses and the counts (retried, failed)."""
     leaves, treedef = jax.tree.flatten(everything)
@@ -69,7 +69,7 @@ def ray_es(
             jax.ShapeDtypeStruct((2,), jnp.int32),
         )
         losses, counts = jax.pure_callback(
-            partial(_host_losses, evaluator), shapes, members, *args, vmap_method="sequential"
+            partial(host_losses, evaluator), shapes, members, *args, vmap_method="sequential"
         )
         center, losses = losses[-1], losses[:-1]
         grads = population.gradient(weigh(losses, center), indices, paired=antithetic)

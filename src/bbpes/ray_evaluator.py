@@ -46,6 +46,8 @@ Ray is an optional dependency: `pip install 'bbpes[cluster]'`.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import math
 import os
@@ -61,6 +63,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_SETUP_FAILURES = 3  # consecutive worker start-ups that fail: the loss itself is broken
+LOOPBACK = "127.0.0.1"  # the node address of a local Ray this module starts
 
 
 def _ray():
@@ -124,7 +127,9 @@ class RayEvaluator:
       CPU wait for one (Ray queues them).
     - `address`: an existing Ray cluster (`"auto"`, `"ray://head:10001"`, ...); None
       starts a local one (with `workers` CPUs when given) unless Ray is already running
-      in this process. A cluster started here is shut down by `close()`.
+      in this process. A local one binds the loopback address 127.0.0.1 (no traffic
+      leaves the machine; `init_options={"_node_ip_address": ...}` picks another). A
+      cluster started here is shut down by `close()`.
     - `retries`: how many times a failed sample is tried again before it counts as NaN.
     - `timeout`: seconds one sample may run (None: no limit).
     - `init_options`: extra keyword arguments for `ray.init`.
@@ -168,7 +173,10 @@ class RayEvaluator:
                 # where a cluster started on this machine left its address file behind
                 # (Ray would otherwise connect to that cluster, or fail on num_cpus).
                 local = address is None and not os.environ.get("RAY_ADDRESS")
-                ray.init(address="local" if local else address, **options)
+                if local:  # a Ray of our own: on the loopback address, reachable from here only
+                    options.setdefault("_node_ip_address", LOOPBACK)
+                with _loopback_kept(options.get("_node_ip_address") if local else None):
+                    ray.init(address="local" if local else address, **options)
         self._cpus, self._follows_cluster = cpus, workers is None
         self._cluster_cpus = ray.cluster_resources().get("CPU", 0.0)
         if workers is None:
@@ -338,6 +346,31 @@ class RayEvaluator:
             raise RuntimeError(
                 f"{MAX_SETUP_FAILURES} workers in a row failed to start: {error}"
             ) from error
+
+
+@contextlib.contextmanager
+def _loopback_kept(node_ip: str | None):
+    """Ray turns a loopback node address into this machine's network address (so that
+    other machines could join the cluster) unless its `ENABLE_RAY_CLUSTER` is off: off
+    while a local Ray starts on a loopback address, which it then keeps."""
+    constants = None
+    if node_ip and _is_loopback(node_ip):
+        import ray._private.ray_constants as constants
+    before = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if before is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before is not None:
+            constants.ENABLE_RAY_CLUSTER = before
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host == "localhost"
 
 
 def _node_died(error: Exception) -> bool:

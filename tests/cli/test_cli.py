@@ -15,6 +15,19 @@ def test_list_names_every_experiment(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "turn-off" in out
+    signals = out.split("learning signals", 1)[1]  # and every signal, with what it needs
+    assert "bptt_checkpointed    backprop  needs checkpointed_loss" in signals
+    assert "evosax:CMA_ES" in signals
+
+
+def test_show_a_signal_gives_its_needs_cost_and_knobs(capsys):
+    assert main(["show", "guided_es"]) == 0
+    out = capsys.readouterr().out
+    assert "needs the task's loss, and one of truncated_loss, surrogate_loss" in out
+    assert "step size: lr_es; gradient clip: no; tuned on: lr_es" in out
+    assert "sigma = 0.02  # perturbation std per weight (the whole perturbation's scale" in out
+    assert main(["show", "evosax:SNES"]) == 0
+    assert "step size: its own" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,16 @@ MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "noise": ((0,), "0: no recording noise on the ground truth"),
         "ljp": ((0, -1), "the liquid junction potential (mV), any value"),
     },
+    "fit-neuron": {
+        **SIGNAL_KNOBS,
+        "clip": ((0,), "0: no gradient clip"),
+        "noise": ((0,), "0: no recording noise on the ground truth"),
+        "celsius": ((0, -1), "the temperature (°C), any value above absolute zero"),
+        "v_init": ((0, -1), "the initial voltage (mV), any value"),
+        "workers": ((0,), "0: every free CPU of the cluster"),
+        "retries": ((0,), "0: a failed sample is not tried again"),
+        "timeout": ((0,), "0: no time limit on a sample"),
+    },
     "signals": {
         "budget": ((0,), "0: the scale's budget"),
         "memory_limit_gb": ((0,), "0: 80% of the free memory"),
@@ -92,13 +102,14 @@ MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
 
 @pytest.fixture(autouse=True)
 def brian2_and_ray_installed(monkeypatch):
-    """turn-off-brian2 refuses every configuration where they are missing: pretend they
-    are there, so that its other checks run."""
+    """turn-off-brian2 and fit-neuron refuse every configuration where Brian2, NEURON,
+    eFEL or Ray are missing: pretend they are there, so that their other checks run."""
     real = importlib.util.find_spec
+    fake = ("brian2", "ray", "neuron", "efel")
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: object() if name in ("brian2", "ray") else real(name, *a),
+        lambda name, *a: object() if name in fake else real(name, *a),
     )
 
 

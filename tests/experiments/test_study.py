@@ -56,16 +56,65 @@ def test_every_signal_starts_each_seed_from_the_same_network(grid):
     assert len(starts) > 1 or len(es["curves"]) == 1  # the seeds are different networks
 
 
-def test_outputs_and_resume_does_not_retrain(grid):
+def test_outputs_and_resume_does_not_retrain(grid, capsys):
     run, metrics, board = grid
     assert (run.path / "leaderboard.md").read_text().startswith("# Signals leaderboard")
     assert (run.path / "case_a.png").stat().st_size > 1000
     assert "verdict_case_a" in metrics
     before = (run.path / "history.jsonl").read_text()
+    capsys.readouterr()
     _, again = run_experiment("signals", None, out=run.path, resume=True)
+    terminal = capsys.readouterr().err  # the verdicts and what the run leaves out
+    assert f"verdict case_a: {metrics['verdict_case_a']}" in terminal
+    assert "This run leaves out part of the full study" in terminal
     assert (run.path / "history.jsonl").read_text() == before
     assert json.loads((run.path / "leaderboard.json").read_text())["rows"] == board["rows"]
     assert again["metric_case_a_es"] == metrics["metric_case_a_es"]
+
+
+def test_a_partial_grid_says_what_it_leaves_out_of_the_full_study(grid):
+    run, _, board = grid
+    left = board["left_out"]
+    assert "case_b" in left["regimes"] and "case_a" not in left["regimes"]
+    assert "bptt_checkpointed" in left["signals"]["case_a"]
+    assert not {"es", "bptt"} & set(left["signals"]["case_a"])
+    assert left["settings"]["scale"] == ["tiny", "reduced"]
+    assert left["settings"]["sweep"] == [2, 3] and left["full"] == "bbpes run signals"
+    text = (run.path / "leaderboard.md").read_text()
+    assert "This run leaves out part of the full study" in text
+    assert "`bbpes run signals`" in text
+
+
+def test_quick_is_one_regime_with_the_strongest_signals_under_the_full_protocol():
+    from bbpes.experiments.study import EXPERIMENT as STUDY
+    from bbpes.experiments.study import left_out, regimes
+    from bbpes.signals import signal
+
+    full, quick = STUDY.config(), STUDY.config(quick=True)
+    assert left_out(full) == {}  # the full study leaves nothing out
+    assert quick["regimes"] == ["case_b"] and quick["scale"] == "quick"
+    # the same protocol: 3 tuning values on validation, 3 seeds, the scale's budget
+    assert (quick["sweep"], quick["seeds"], quick["budget"]) == (3, 3, 0.0)
+    case_b = regimes()["case_b"]
+    assert set(quick["signals"]) <= set(case_b.signals)
+    assert {signal(m).family for m in quick["signals"]} == {"forward", "backprop"}
+    left = left_out(quick)
+    assert set(left["regimes"]) == set(regimes()) - {"case_b"}
+    assert left["signals"]["case_b"] == [m for m in case_b.signals if m not in quick["signals"]]
+    assert left["settings"] == {"scale": ["quick", "reduced"]}
+
+
+def test_a_quick_run_resumes_with_or_without_quick(tmp_path):
+    from bbpes.experiments.runner import prepare
+    from bbpes.experiments.study import EXPERIMENT as STUDY
+    from bbpes.runs import RunDir
+
+    RunDir(tmp_path).write_json(
+        "config.json", {"experiment": "signals", **STUDY.config(quick=True)}
+    )
+    for quick in (False, True):
+        config, _ = prepare("signals", quick=quick, out=tmp_path, resume=True)
+        assert config["regimes"] == ["case_b"] and config["quick"] is True
 
 
 def test_the_leaderboard_states_the_levels_reached_without_learning(grid):

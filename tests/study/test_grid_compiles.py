@@ -10,7 +10,7 @@ import pytest
 
 from bbpes.experiments.study import regimes
 from bbpes.runs import RunDir
-from bbpes.signal_learners import make_learner
+from bbpes.signals import make_learner
 from bbpes.study import grid
 from bbpes.train import train
 

@@ -1,6 +1,12 @@
 """Ranking and verdicts of the signals study, on hand-made rows."""
 
-from bbpes.study.leaderboard import leaderboard_markdown, ranked, separated, verdict
+from bbpes.study.leaderboard import (
+    leaderboard_markdown,
+    left_out_lines,
+    ranked,
+    separated,
+    verdict,
+)
 from bbpes.study.problem import Regime, Sweep
 
 REGIME = Regime("r", "claim", "accuracy", True, 0.9, {"es": Sweep("lr_es")}, build=None)
@@ -105,3 +111,21 @@ def test_markdown_states_the_references_of_a_regime_that_has_them():
     levels = {"r": {"chance": 1 / 3, "last input": 0.58203125}}
     text = leaderboard_markdown(board_of(rows, "v", references=levels), {"r": REGIME})
     assert "Without learning (test set): chance 0.333, last input 0.582." in text
+
+
+def test_markdown_says_what_a_run_leaves_out_and_earlier_boards_read_as_before():
+    rows = [trained("es", "forward", 0.6, "lr_es", 0.01, 10, 0.1)]
+    assert "leaves out" not in leaderboard_markdown(board_of(rows, "v"), {"r": REGIME})
+    left = {
+        "regimes": ["case_a", "hard"],
+        "signals": {"r": ["bptt_noclip", "pnde"]},
+        "settings": {"scale": ["quick", "reduced"]},
+        "full": "bbpes run signals",
+    }
+    text = leaderboard_markdown(board_of(rows, "v", left_out=left), {"r": REGIME})
+    assert "**This run leaves out part of the full study:**" in text
+    assert "- regimes: case_a, hard" in text and "- signals of r: bptt_noclip, pnde" in text
+    assert "- settings: scale quick (full: reduced)" in text
+    assert "`bbpes run signals`" in text
+    assert text.index("leaves out") < text.index("## r:")  # before the tables
+    assert left_out_lines({}) == []

@@ -144,8 +144,10 @@ DEFAULTS: dict[str, Any] = {
     "jaxley_starts": 2,
     "jaxley_steps": 150,
     "jaxley_lr": 0.1,
+    "jaxley_loss": "features",
     "fit_timeout": 1800,
     "figure": "",
+    "record": "",
 }
 
 BENCHMARK = Benchmark(

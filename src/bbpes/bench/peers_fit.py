@@ -71,6 +71,7 @@ def jaxley_run(config, python: Path, problem: str, seed: int) -> dict:
     measured cost in forward runs)."""
     spec = {"problem": problem, "seed": seed, "starts": config["jaxley_starts"]}
     spec |= {"steps": config["jaxley_steps"], "lr": config["jaxley_lr"]}
+    spec |= {"loss": config["jaxley_loss"]}
     spec |= {"tolerance": config["tolerance"]}
     return _peer_fit(python, "jaxley_fit.py", spec, config["fit_timeout"])
 
@@ -144,7 +145,44 @@ def _spread(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def tool_settings(config: dict[str, Any], tool: str) -> dict[str, Any]:
+    """The settings that make a run of `tool` what it is (a recorded run is reused only
+    under the same ones)."""
+    common = {"evaluations": config["evaluations"], "tolerance": config["tolerance"]}
+    if tool == "bbpes":
+        keys = ("bbpes_method", "bbpes_samples", "bbpes_sigma")
+    elif tool == "jaxley_gd":
+        keys = ("jaxley_starts", "jaxley_steps", "jaxley_lr", "jaxley_loss")
+    else:
+        keys = ("bluepyopt_offspring",)
+    return common | {k: config[k] for k in keys}
+
+
+def read_record(path: str) -> dict[tuple, dict]:
+    """The runs a `record` file (JSON lines, one finished run each) holds, by
+    (problem, tool, seed, settings); a torn last line (a killed run) is ignored."""
+    done: dict[tuple, dict] = {}
+    if not path or not Path(path).exists():
+        return done
+    for line in Path(path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        key = (
+            row["problem"],
+            row["tool"],
+            row["seed"],
+            json.dumps(row["settings"], sort_keys=True),
+        )
+        done[key] = row["run"]
+    return done
+
+
 def fit_part(config: dict[str, Any], python: Path) -> dict[str, Any]:
+    """Every (problem, seed, tool) fit in turn. With `record` (a JSON-lines file), each
+    finished run is appended to it and runs already there (same settings) are read
+    back instead of rerun: a killed benchmark resumes where it stopped."""
     from ..fitting.suite import build
 
     known = ("bbpes", "bluepyopt_ibea", "bluepyopt_cma", "jaxley_gd")
@@ -152,11 +190,17 @@ def fit_part(config: dict[str, Any], python: Path) -> dict[str, Any]:
     if any(t not in known for t in tools):
         raise ConfigError(f"unknown fit tool in {tools} (known: {', '.join(known)})")
     out: dict[str, Any] = {"load_average": load_average(), "problems": {}}
+    recorded = read_record(config["record"])
     for problem in config["problems"]:
         truth = build(problem).truth
         runs: dict[str, list[dict]] = {tool: [] for tool in tools}
         for seed in range(config["seeds"]):  # rounds: every tool once per seed
             for tool in tools:
+                settings = tool_settings(config, tool)
+                key = (problem, tool, seed, json.dumps(settings, sort_keys=True))
+                if key in recorded:
+                    runs[tool].append(recorded[key])
+                    continue
                 if tool == "bbpes":
                     run = bbpes_run(config, problem, seed)
                 elif tool == "jaxley_gd":
@@ -169,6 +213,11 @@ def fit_part(config: dict[str, Any], python: Path) -> dict[str, Any]:
                     run["curve"] = curve[:: max(1, len(curve) // 200)] + curve[-1:]
                 run["seed"] = seed
                 runs[tool].append(run)
+                if config["record"] and "error" not in run:
+                    row = {"problem": problem, "tool": tool, "seed": seed}
+                    row |= {"settings": settings, "run": run}
+                    with open(config["record"], "a") as f:
+                        f.write(json.dumps(row) + "\n")
         summary = {}
         for tool, done in runs.items():
             ok = [r for r in done if r.get("success")]

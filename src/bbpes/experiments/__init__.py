@@ -35,6 +35,7 @@ _MODULES = [
     "memory",
     "study",
     "fit",
+    "fit_neuron",
 ]
 
 

@@ -20,6 +20,7 @@ import optax
 
 from .. import signals
 from ..errors import ConfigError
+from ..imports import is_reference
 from ..runs import RunDir
 
 
@@ -208,20 +209,30 @@ def require_fits(n_bytes: float, what: str) -> None:
     )
 
 
-def signal_choices() -> tuple[str, ...]:
-    """The values a `method` setting accepts: every signal of `bbpes.signals`."""
-    return signals.names()
+class SignalChoices(tuple):
+    """The signal names a `method` setting lists (`bbpes show`), that also accepts a
+    `package.module:OBJECT` reference to a user's own signal (loaded, and refused in one
+    line if it is none, by the experiment's check)."""
+
+    def __contains__(self, value: object) -> bool:
+        return super().__contains__(value) or (isinstance(value, str) and is_reference(value))
+
+
+def signal_choices() -> SignalChoices:
+    """The values a `method` setting accepts: every signal of `bbpes.signals`, and a
+    reference to one of the user's."""
+    return SignalChoices(signals.names())
 
 
 def signal_settings(defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """`defaults` with the signal knobs (`bbpes.signals.SIGNAL_DEFAULTS`) it lacks; the
-    experiment's own values win."""
-    return {**signals.SIGNAL_DEFAULTS, **defaults}
+    """`defaults` with the knobs of every signal (`bbpes.signals.knob_defaults`) it
+    lacks; the experiment's own values win."""
+    return {**signals.knob_defaults(), **defaults}
 
 
 def signal_help(help: Mapping[str, str]) -> dict[str, str]:
     """`help` with a line for every signal knob it lacks."""
-    return {**signals.SIGNAL_HELP, **help}
+    return {**signals.knob_help(), **help}
 
 
 def check_signals(
@@ -233,12 +244,11 @@ def check_signals(
     *,
     sample_bytes: float = 0.0,
 ) -> None:
-    """The methods named in `config[key]` are signals whose learner
-    `bbpes.signals.make_learner` builds from a task offering the loss forms `forms`
-    (fields of `bbpes.signals.LossForms`) and these knobs, and are not `unsupported`
-    (name -> why); the signal knobs are valid, and the population's losses and weights
-    (`samples` of each) and the `es_chunk` perturbed evaluations held at once
-    (`sample_bytes` each) fit in memory."""
+    """The methods named in `config[key]` are signals whose learner builds from a task
+    offering the loss forms `forms` (fields of `bbpes.signals.LossForms`) and these
+    knobs, and are not `unsupported` (name -> why); the signal knobs are valid, and the
+    population's losses and weights (`samples` of each) and the `es_chunk` perturbed
+    evaluations held at once (`sample_bytes` each) fit in memory."""
     offered, refused = set(forms), dict(unsupported or {})
     check_signal_knobs(config)
     usable = [
@@ -252,6 +262,7 @@ def check_signals(
             f"method {method!r} needs the task's {info.needs}, which {task} does not offer"
             f" (available: {', '.join(usable)})",
         )
+        info.check(config)
         probe_learner(method, offered, config)
     at_once = min(config["es_chunk"] or config["samples"], config["samples"])
     require_fits(
@@ -261,24 +272,12 @@ def check_signals(
 
 
 def check_signal_knobs(config: Mapping[str, Any]) -> None:
-    """The knobs of `bbpes.signals.SIGNAL_DEFAULTS` that `config` has, each in its range:
-    `samples` even (mirrored pairs), `guided_alpha` in [0, 1]; otherwise by the kind of
-    the registry's default: a count whose default is 0 (0: chosen from the others) must
-    be >= 0, one whose default is positive >= 1, a float whose default is positive > 0."""
+    """Every signal knob that `config` has is in its range (each `bbpes.signals.Knob`
+    says its own: `samples` even, `guided_alpha` in [0, 1], a count whose 0 means
+    "chosen from the others" >= 0...)."""
     require_mirrored_samples(config)
-    if "guided_alpha" in config:
-        require(0 <= config["guided_alpha"] <= 1, "guided_alpha must be in [0, 1]")
-    for knob, default in signals.SIGNAL_DEFAULTS.items():
-        if knob not in config or knob in ("samples", "guided_alpha") or isinstance(default, bool):
-            continue
-        value = config[knob]
-        if isinstance(default, int):
-            low = 0 if default == 0 else 1
-            help_text = signals.SIGNAL_HELP.get(knob, "")
-            hint = f" ({help_text.split('(', 1)[1]}" if low == 0 and "(0:" in help_text else ""
-            require(value >= low, f"{knob} must be >= {low}{hint}, got {value}")
-        elif isinstance(default, float) and default > 0:
-            require_positive(config, knob)
+    for s in signals.BUILTIN:
+        s.check(config)
     if "tangents" in config:
         require_fits(32.0 * config["tangents"], f"{config['tangents']} forward-gradient tangents")
 
@@ -300,9 +299,9 @@ def probe_learner(method: str, forms: Iterable[str], config: Mapping[str, Any]) 
     needs) is a one-line `ConfigError` here, before anything runs. Errors that need the
     real forms are left for the run."""
     stand_ins = signals.LossForms(**{form: _Form() for form in forms})
-    knobs = {k: config[k] for k in signals.SIGNAL_DEFAULTS if k in config}
+    knobs = signal_knobs(config)
     try:
-        signals.make_learner(method, stand_ins, optax.identity(), {**knobs, "n_params": 1})
+        signals.signal(method).learner(stand_ins, optax.identity(), {**knobs, "n_params": 1})
     except ConfigError as error:
         raise ConfigError(f"method {method!r}: {error}") from None
     except ValueError as error:  # a knob the estimator refuses (samples, tangents...)
@@ -335,39 +334,19 @@ def signal_optimizer(
     lr: Mapping[str, str] | None = None,
     clip: str | None = "clip",
 ) -> optax.GradientTransformation:
-    """The optimizer of `method`: `make(rate)` with the experiment's learning rate for
-    the signal's kind (`lr`: kind -> setting; default `{"es": "lr_es", "bp": "lr"}`),
-    after a clip of the gradient's global norm to `config[clip]` where the signal takes
-    the clip (`Signal.clip`) and the setting is positive."""
-    info = signals.signal(method)
-    keys = {"es": "lr_es", "bp": "lr", **(lr or {})}
-    rate = config[keys[info.lr or "es"]]
-    optimizer = make(rate)
-    if info.clip and clip is not None and config[clip] > 0:
-        return optax.chain(optax.clip_by_global_norm(config[clip]), optimizer)
-    return optimizer
+    """`bbpes.signals.Signal.optimizer` of `method` on `config`."""
+    return signals.signal(method).optimizer(config, make, lr=lr, clip=clip)
 
 
-def signal_learner(
-    method: str,
-    forms: signals.LossForms,
-    optimizer: optax.GradientTransformation,
-    config: Mapping[str, Any],
-    params: Any = None,
-    **extra: Any,
-):
-    """`bbpes.signals.make_learner` with the signal knobs of `config`, the number of
-    trainable numbers in `params` (`n_params`, which guided ES scales its search by),
-    and `extra`."""
-    knobs = {k: config[k] for k in signals.SIGNAL_DEFAULTS if k in config}
-    if params is not None:
-        knobs["n_params"] = n_params(params)
-    return signals.make_learner(method, forms, optimizer, {**knobs, **extra})
+def signal_knobs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The signal knobs (`bbpes.signals.knob_defaults`) that `config` sets."""
+    names = signals.knob_defaults()
+    return {k: v for k, v in config.items() if k in names}
 
 
-def n_params(params: Any) -> int:
-    """The number of trainable numbers (inexact array entries) in the pytree `params`."""
-    import equinox as eqx
-    import jax
+signal_learner = signals.learner_for
+"""`bbpes.signals.learner_for`: `method`'s learner with the knobs of an experiment's
+`config` and `n_params` of `params`."""
 
-    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))))
+n_params = signals.n_params
+"""`bbpes.signals.n_params`: the trainable numbers of a pytree."""

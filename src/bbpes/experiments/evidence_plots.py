@@ -6,7 +6,7 @@ from __future__ import annotations
 import equinox as eqx
 import numpy as np
 
-from .. import plotting
+from .. import plotting, signals
 from ..runs import RunDir
 from ..tasks.evidence import EvidenceTask
 from ..tasks.evidence_setup import neuron_name
@@ -22,7 +22,7 @@ def plot_accuracy(run_dir: RunDir, curves: dict, config: dict, task: EvidenceTas
             steps,
             [[r["accuracy"] for r in h] for h in evaluated],
             label=method,
-            color=plotting.color(method),
+            color=signals.color(method),
         )
     ax.axhline(1 / 3, color="gray", ls=":", lw=0.8, label="chance")
     ax.axhline(0.95, color="gray", ls="--", lw=0.8, label="95%")

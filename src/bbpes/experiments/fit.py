@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import signals
 from ..fitting import suite
 from ..fitting.problem import jitted
 from ..learners.ensemble import Ensemble
 from ..runs import RunDir
-from ..signals import forward_passes
 from ..train import guarded_step, train
 from .base import (
     Experiment,
@@ -204,7 +204,7 @@ def step_cost(
     signals: the seconds of one step over the seconds of one forward simulation, both
     measured here after compiling (median of 5)."""
     method = config["method"]
-    passes = forward_passes(method, config, fit.space.n)
+    passes = signals.signal(method).forward_passes(config, fit.space.n)
     forward = jitted(fit, "hard")
     z_one = z0 if z0.ndim == 1 else z0[0]
     jax.block_until_ready(forward(z_one))
@@ -231,13 +231,16 @@ def _median_seconds(fn, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def run(config: dict[str, Any], out: RunDir) -> dict[str, Any]:
+def run(config: dict[str, Any], out: RunDir, fit: suite.Fit | None = None) -> dict[str, Any]:
+    """The fit `config` describes, trained and reported into `out`; or, given `fit`,
+    that fit (another simulator's, e.g. `bbpes.blackbox.NeuronFit`) with the training
+    settings of `config`."""
     with jax.enable_x64(bool(config["x64"])):
-        return _run(config, out)
+        return _run(config, out, fit)
 
 
-def _run(config: dict[str, Any], out: RunDir) -> dict[str, Any]:
-    fit = build(config)
+def _run(config: dict[str, Any], out: RunDir, fit: suite.Fit | None = None) -> dict[str, Any]:
+    fit = build(config) if fit is None else fit
     learner = make_learner(config, fit)
     z0 = initial_points(config, fit)
     calibration = out.file("calibration.json")

@@ -10,7 +10,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .. import plotting
+from .. import plotting, signals
 from ..features import extract
 from ..fitting.problem import Fit, jitted
 from ..runs import RunDir
@@ -115,7 +115,7 @@ def plot_loss(records: list[dict], per_step: float, method: str, out: RunDir) ->
     fig, grid = plotting.figure(ncols=2, width=4.5, height=3.4)
     axes = grid[0]
     for ax, x, label in ((axes[0], steps * per_step, "evaluations"), (axes[1], seconds, "seconds")):
-        ax.plot(x, loss, color=plotting.color(method) or "C0", label=method)
+        ax.plot(x, loss, color=signals.color(method) or "C0", label=method)
         ax.set_xlabel(label)
         ax.set_yscale("log" if np.all(loss > 0) and math.isfinite(loss.max()) else "linear")
     axes[0].set_ylabel("best hard loss so far")

@@ -41,6 +41,7 @@ from .base import (
     require_steps,
     signal_choices,
     signal_help,
+    signal_knobs,
     signal_settings,
 )
 
@@ -58,7 +59,7 @@ def evidence_config(config: dict[str, Any], length_ms: float) -> dict[str, Any]:
     """The `evidence` configuration of one measurement: its defaults, this experiment's
     sizes, and each input held `length_ms / n_inputs`."""
     shared = ("n_cells", "batch", "n_inputs", "input_dim", "dt", "window", "seed")
-    knobs = tuple(k for k in signals.SIGNAL_DEFAULTS if k in config)
+    knobs = tuple(signal_knobs(config))
     return {
         **evidence.EXPERIMENT.defaults,
         **{key: config[key] for key in (*shared, *knobs, "ode_rtol", "ode_atol")},
@@ -150,7 +151,7 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
 def plot(run_dir: RunDir, lengths, table, config, available) -> None:
     fig, ((ax,),) = plotting.figure(width=6.0, height=4.2)
     for method, sizes in table.items():
-        ax.plot(lengths, sizes, "o-", label=method, color=plotting.color(method))
+        ax.plot(lengths, sizes, "o-", label=method, color=signals.color(method))
     ax.axhline(
         PAPER_CLAIM_BYTES, color="black", ls="--", lw=0.8, label="paper: BPTT case C > 25 GB"
     )

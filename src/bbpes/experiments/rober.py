@@ -135,9 +135,8 @@ def loss_forms(task: Rober, method: str) -> LossForms:
     forward-only signals get the loss solved in forward mode (`ODELoss.in_forward_mode`:
     the same values, and `jax.jvp` works through it, which the forward gradient needs;
     reverse mode needs the default adjoint)."""
-    ode = task.ode_loss()
-    forward = method != SCALED and signals.signal(method).family == "forward"
-    return LossForms(loss=ode.in_forward_mode() if forward else task.loss, ode_loss=ode)
+    family = "backprop" if method == SCALED else signals.signal(method).family
+    return signals.ode_forms(family, task.loss, task.ode_loss())
 
 
 def steps_of(method: str, config: dict[str, Any]) -> int:

@@ -64,9 +64,7 @@ def loss_forms(task: Spiral, method: str) -> LossForms:
     signals get the loss solved in forward mode (`ODELoss.in_forward_mode`): the same
     values, and `jax.jvp` works through it (the forward gradient needs it; reverse-mode
     signals need the default)."""
-    ode = task.ode_loss()
-    forward = signals.signal(method).family == "forward"
-    return LossForms(loss=ode.in_forward_mode() if forward else task.loss, ode_loss=ode)
+    return signals.ode_forms(signals.signal(method).family, task.loss, task.ode_loss())
 
 
 def member_learners(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import plotting
+from .. import plotting, signals
 from ..runs import RunDir
 from ..tasks.spiral_metrics import iterations_to_target, running_median, seconds_at
 from ..tasks.spiral_runs import make_task
@@ -163,19 +163,19 @@ def plot_scaling(run_dir: RunDir, table: dict, metrics: dict, config: dict) -> N
         s,
         np.where(np.isfinite(iters), iters, np.nan),
         "o-",
-        color=plotting.color("es"),
+        color=signals.color("es"),
         label="ES, best sigma",
     )
-    ax_sec.plot(s, secs, "o-", color=plotting.color("es"), label="ES, best sigma")
+    ax_sec.plot(s, secs, "o-", color=signals.color("es"), label="ES, best sigma")
     for ax, key in ((ax_it, "iterations_to_target"), (ax_sec, "seconds_to_target")):
         value = metrics.get(f"{key}_{bp}")
         if value is not None:
-            ax.axhline(value, color=plotting.color(bp), ls=":", label=bp)
+            ax.axhline(value, color=signals.color(bp), ls=":", label=bp)
         ax.set_xlabel("ES samples S")
         ax.legend(fontsize=8)
     ax_it.set(ylabel=f"iterations to MAE {config['target']:g}", title="Iterations to target")
     ax_sec.set(ylabel="seconds (training only)", title="Wall time to target")
-    ax_sig.plot(s, [table[k]["sigma"] for k in s], "o", color=plotting.color("es"))
+    ax_sig.plot(s, [table[k]["sigma"] for k in s], "o", color=signals.color("es"))
     ax_sig.set(xlabel="ES samples S", ylabel="best sigma", yscale="log", title="Best sigma")
     run_dir.save_figure(fig, "scaling.png")
 

@@ -9,6 +9,13 @@ three values of its step size on run 0 and selected on validation data; the sele
 value then trains on `seeds` fresh runs whose test metric is reported with its spread.
 A forward-only signal "wins" a regime only when its interval (mean +- std over seeds)
 separates from the best backpropagation variant's.
+
+`--quick` is a quick look at the same protocol (equal calibrated budget, three tuning
+values selected on validation, three fresh seeds): one regime, case B, at the quick
+scale, with the strongest signals of the committed leaderboards (`QUICK_SIGNALS`); a
+few minutes on 2 cores instead of half an hour. Any run that leaves part of the full
+study out (regimes, signals, a smaller scale) says so in leaderboard.md and on the
+terminal (`left_out`), with the command of the full study.
 """
 
 from __future__ import annotations
@@ -18,12 +25,21 @@ from typing import Any
 import jax
 import numpy as np
 
-from .. import plotting
+from .. import plotting, signals
+from ..imports import is_reference
+from ..progress import log
 from ..runs import RunDir
 from ..signals import names as signal_names
 from ..signals import signal
 from ..study.grid import calibrate_regime, run_signal
-from ..study.leaderboard import leaderboard_markdown, verdict
+from ..study.leaderboard import leaderboard_markdown, left_out_lines, verdict
+from ..study.plugins import (
+    check_problem,
+    installed_problems,
+    installed_regime,
+    load_problem,
+    with_signals,
+)
 from ..study.problem import Regime
 from . import study_regimes as R
 from .base import Experiment, require
@@ -160,23 +176,89 @@ def regimes() -> dict[str, Regime]:
 
 REGIMES = tuple(regimes())
 
+QUICK_REGIMES = ["case_b"]
+"""`--quick`'s regime: case B, explosive cells, the ES paper's central claim (ES more
+robust than BP, section 3.2.2)."""
+
+QUICK_SIGNALS = ["bptt", "guided_es", "es_lowrank"]
+"""`--quick`'s signals, the strongest of each family on case B in the committed full
+results (docs/leaderboard_reduced.md, docs/leaderboard_case_b_60s.md): `bptt`, the
+backprop variant (bptt_noclip's lead at 15 s was the calibration's noise: at 60 s the
+two tie, 0.841 each); `guided_es`, the best forward-only signal (0.738 at 15 s, 0.760
+at 60 s); `es_lowrank`, the best pure evolution strategy (0.662 against es's 0.615 at
+15 s, spreads separate)."""
+
+FULL_STUDY = "bbpes run signals"
+"""The command of the full study: every regime, each with every signal of its own list,
+at the default (reduced) scale: hours on 2 cores."""
+
 
 def selected_signals(regime: Regime, config: dict[str, Any]) -> list[str]:
-    """The regime's signals that this installation has (and `signals` filters to)."""
+    """The regime's signals that this installation has (and `signals` filters to), and
+    the user's own (`signal`)."""
     known = set(signal_names())
-    wanted = [m for m in regime.signals if m in known or m.startswith("evosax:")]
-    if config["signals"]:
-        wanted = [m for m in wanted if m in config["signals"]]
-    return wanted
+    wanted = [m for m in regime.signals if m in known or m.startswith("evosax:") or is_reference(m)]
+    quick_pick = config.get("quick") and list(config["signals"]) == QUICK_SIGNALS
+    if config["signals"] and not (quick_pick and regime.name not in REGIMES):  # yours: all
+        wanted = [m for m in wanted if m in config["signals"] or m in config["signal"]]
+    return wanted + [m for m in config["signal"] if m not in wanted]
+
+
+def study_regimes(config: dict[str, Any]) -> dict[str, Regime]:
+    """The regimes this run competes on, by name, each with the user's own signals
+    (`signal`): the `problem` function's alone when one is named, else those of
+    `regimes` (bbpes's, or an installed package's from the `bbpes.problems` entry
+    points)."""
+    table, scale = regimes(), config["scale"]
+    if config["problem"]:
+        chosen = [load_problem(config["problem"], scale)]
+    else:
+        chosen = [table[n] if n in table else installed_regime(n, scale) for n in config["regimes"]]
+    return {r.name: with_signals(r, config["signal"]) for r in chosen}
+
+
+def left_out(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run at `config` leaves out of the full study (`FULL_STUDY`): `regimes` it
+    does not run, `signals` (regime -> names) of the regimes it runs, `settings` (name
+    -> [this run's value, the full study's]) where its scale or protocol is smaller, and
+    `full`, the full study's command; {} when it leaves nothing out."""
+    if config["problem"] or any(n not in REGIMES for n in config["regimes"]):
+        return {}  # the user's problem: nothing of bbpes's study is left out of it
+    table = regimes()
+    out: dict[str, Any] = {}
+    missing = [n for n in table if n not in config["regimes"]]
+    if missing:
+        out["regimes"] = missing
+    signals = {}
+    for name in config["regimes"]:
+        chosen = selected_signals(table[name], config)
+        omitted = [m for m in table[name].signals if m not in chosen]
+        if omitted:
+            signals[name] = omitted
+    if signals:
+        out["signals"] = signals
+    full = EXPERIMENT.defaults
+    settings = {
+        k: [config[k], full[k]] for k in ("scale", "seeds", "sweep") if config[k] != full[k]
+    }
+    if config["budget"] and config["budget"] < R.BUDGETS[full["scale"]]:
+        settings["budget"] = [config["budget"], R.BUDGETS[full["scale"]]]
+    if settings:
+        out["settings"] = settings
+    if out:
+        out["full"] = FULL_STUDY
+    return out
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     scale = config["scale"]
     budget = config["budget"] or R.BUDGETS[scale]
     rows, notes, references = [], {}, {}
-    table = regimes()
-    for name in config["regimes"]:
-        regime = table[name]
+    table = study_regimes(config)
+    omitted = left_out(config)
+    for line in left_out_lines(omitted):
+        log(f"[signals] {line}")
+    for name, regime in table.items():
         problem = regime.build(scale)
         notes[name], references[name] = problem.notes, dict(problem.references)
         with jax.enable_x64(problem.x64):
@@ -207,15 +289,21 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         "sweep": config["sweep"],
         "notes": notes,
         "references": references,
-        "claims": {n: table[n].claim for n in config["regimes"]},
-        "targets": {n: table[n].target for n in config["regimes"]},
+        "claims": {n: r.claim for n, r in table.items()},
+        "targets": {n: r.target for n, r in table.items()},
         "verdicts": {
-            n: verdict(table[n], [r for r in rows if r["regime"] == n]) for n in config["regimes"]
+            n: verdict(r, [row for row in rows if row["regime"] == n]) for n, r in table.items()
         },
         "rows": rows,
     }
+    if omitted:
+        board["left_out"] = omitted
     run_dir.write_json("leaderboard.json", board)
     run_dir.file("leaderboard.md").write_text(leaderboard_markdown(board, table))
+    for name, text in board["verdicts"].items():  # string metrics do not reach the terminal
+        log(f"[signals] verdict {name}: {text}")
+    for line in left_out_lines(omitted):
+        log(f"[signals] {line}")
     metrics: dict[str, Any] = {"budget_seconds": budget, "rows": len(rows)}
     for row in rows:
         key = f"{row['regime']}_{row['signal'].replace(':', '_')}"
@@ -244,7 +332,7 @@ def plot_regime(
         values = [[c[regime.metric] for c in curve][: len(steps)] for curve in row["curves"]]
         style = "-" if signal(row["signal"]).family == "forward" else "--"
         plotting.mean_and_spread(
-            ax, seconds, values, label=row["signal"], color=plotting.color(row["signal"]), ls=style
+            ax, seconds, values, label=row["signal"], color=signals.color(row["signal"]), ls=style
         )
     ax.axhline(regime.target, color="gray", ls=":", lw=0.8, label="target")
     for name, level in (references or {}).items():
@@ -275,8 +363,10 @@ def check(config: dict[str, Any]) -> None:
     require(config["budget"] >= 0, "budget must be >= 0 seconds (0: the scale's)")
     require(config["memory_limit_gb"] >= 0, "memory_limit_gb must be >= 0 (0: 80% of free)")
     require(len(config["regimes"]) >= 1, "regimes must name at least one regime")
-    for m in config["signals"]:
-        signal(m)  # ConfigError for an unknown name
+    for m in (*config["signals"], *config["signal"]):
+        signal(m)  # ConfigError for an unknown name or a bad reference
+    if config["problem"]:
+        check_problem(config["problem"])
 
 
 EXPERIMENT = Experiment(
@@ -290,18 +380,22 @@ EXPERIMENT = Experiment(
         "seeds": 3,
         "sweep": 3,
         "signals": [],
+        "signal": [],
+        "problem": "",
         "memory_limit_gb": 0.0,
     },
-    quick={"scale": "quick", "regimes": ["case_a", "case_b", "hard"]},
-    choices={"regimes": REGIMES, "scale": tuple(R.BUDGETS)},
+    quick={"scale": "quick", "regimes": QUICK_REGIMES, "signals": QUICK_SIGNALS},
+    choices={"regimes": (*REGIMES, *installed_problems()), "scale": tuple(R.BUDGETS)},
     check=check,
     help={
         "regimes": "which claims to test (default: all)",
-        "scale": "tiny (tests), quick (about 10 min a regime), reduced (25-40 min a regime on 2 loaded cores), paper",
+        "scale": "tiny (tests), quick (6 s a run: about 1 min per signal of a regime on 2 cores), reduced (25-40 min a regime on 2 loaded cores), paper",
         "budget": "training seconds per run, equal for every signal (0: the scale's)",
         "seeds": "fresh runs of the selected setting per signal (spread over these)",
         "sweep": "values of each signal's step size tried on the tuning run (1-3)",
-        "signals": "only these signals (default: each regime's own list)",
+        "signals": "only these signals (default: each regime's own list; --quick: the strongest of case B)",
         "memory_limit_gb": "skip signals whose step needs more (0: 80% of free memory)",
+        "signal": "your own signals to compete too, on every regime: names of installed ones (entry points bbpes.signals) or package.module:OBJECT references",
+        "problem": "your own problem instead of the regimes: a package.module:function reference returning a Regime or (Problem, signal names) (examples/own_study.py)",
     },
 )

@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.neural_ode import spiral_field
-from ..signals import LossForms
+from ..signals import ode_forms, signal
 from ..study.problem import Problem, Sweep
+from .base import n_params
 
 BUDGETS = {
     "tiny": 1.0,
@@ -111,11 +112,6 @@ def evidence_references(tokens, labels) -> dict[str, float]:
     return out
 
 
-def n_params(params) -> int:
-    """The number of trainable numbers in `params`."""
-    return int(sum(x.size for x in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))))
-
-
 def _with_transmitter(network, kind: str):
     """The same network with the spike output `kind` (a static field: a new module)."""
     return network if kind == "soft" else dataclasses.replace(network, transmitter=kind)
@@ -149,8 +145,8 @@ def spiral_problem(scale: str) -> Problem:
     loss = eqx.filter_jit(task.loss)
     mae = eqx.filter_jit(task.mae)
     return Problem(
-        forms=LossForms(loss=task.loss, ode_loss=task.ode_loss()),
-        forward_forms=LossForms(loss=task.ode_loss().in_forward_mode(), ode_loss=task.ode_loss()),
+        forms=ode_forms("backprop", task.loss, task.ode_loss()),
+        forward_forms=ode_forms("forward", task.loss, task.ode_loss()),
         init=lambda run: spiral_field(s["hidden"], key=jax.random.key(run)),
         batch=lambda run, i: task.sample_batch(
             jax.random.fold_in(jax.random.fold_in(jax.random.key(7), run), i)
@@ -200,7 +196,7 @@ def rober_problem(field: str, scale: str) -> Problem:
         return float(loss(f)) / null
 
     return Problem(
-        forms=LossForms(loss=task.loss, ode_loss=task.ode_loss()),
+        forms=ode_forms("backprop", task.loss, task.ode_loss()),
         init=lambda run: initial_field(dict(config, seed=run), task),
         batch=None,
         validate=ratio,
@@ -221,15 +217,11 @@ def rober_problem(field: str, scale: str) -> Problem:
 
 
 def sweeps(names: tuple[str, ...]) -> dict[str, Sweep]:
-    """Each signal's sweep: three values of its step size around the problem's default
-    (x 1, 1/3, 3: the default first): `lr_es` for losses-only estimates, `lr` for gradient estimates, and
-    the search distribution's initial scale for evosax strategies."""
-    from ..signals import SIGNALS, signal
+    """Each signal's sweep: three values of the knob it is tuned on (`Signal.tuned`:
+    its step size, or the initial search scale of a strategy that sets its own step)
+    around the problem's default (x 1, 1/3, 3: the default first). Names this
+    installation lacks are left out."""
+    from ..signals import names as known
 
-    out = {}
-    for name in names:
-        if name not in SIGNALS and not name.startswith("evosax:"):
-            continue  # not in this installation's registry
-        lr = signal(name).lr
-        out[name] = Sweep({"es": "lr_es", "bp": "lr", None: "sigma"}[lr])
-    return out
+    have = set(known())
+    return {name: Sweep(signal(name).tuned) for name in names if name in have}

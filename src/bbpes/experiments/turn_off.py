@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import plotting
+from .. import plotting, signals
 from ..estimators import es
 from ..estimators.backprop import bptt
 from ..runs import RunDir
@@ -161,13 +161,13 @@ def plot_training(run_dir: RunDir, curves: dict, initial_loss: float, config: di
             steps,
             [r["loss"] for r in history if "loss" in r],
             label=method,
-            color=plotting.color(method),
+            color=signals.color(method),
         )
         ax_i.plot(
             [r["step"] for r in history],
             [r["i_app"] for r in history],
             label=method,
-            color=plotting.color(method),
+            color=signals.color(method),
         )
     ax_loss.axhline(0.1 * initial_loss, color="gray", ls="--", lw=0.8, label="10% of initial")
     ax_loss.set(xlabel="iteration", ylabel="loss", title="Training (Adam)")

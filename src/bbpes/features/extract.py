@@ -192,3 +192,9 @@ def _as_float(voltage) -> Array:
     if voltage.ndim < 1:
         raise ConfigError("voltage must have a time axis, shape (..., T)")
     return voltage
+
+
+def is_per_spike(name: str) -> bool:
+    """Whether the feature `name` (or an alias) is read from the per-spike arrays, so
+    undefined for a trace with more than `max_spikes` spikes."""
+    return REGISTRY[ALIASES.get(name, name)].per_spike

@@ -121,7 +121,7 @@ def build(
             relative_std=relative_std,
             temperature=temperature,
         )
-    cell, space, protocol, truth, notes = _GROUND_TRUTH[problem]()
+    cell, space, protocol, truth, notes = GROUND_TRUTH[problem]()
     target = np.asarray(simulate(space.cell(cell, jnp.asarray(truth)), protocol))
     if noise > 0:
         rng = np.random.default_rng(seed)
@@ -220,7 +220,10 @@ def _pospischil():
 POSPISCHIL_AMPLITUDES = (0.1, 0.2, 0.3, 0.4)
 """nA: steps from near threshold to strong tonic firing of the default cell."""
 
-_GROUND_TRUTH = {"hh": _hh, "simplecell": _simplecell, "pospischil": _pospischil}
+GROUND_TRUTH = {"hh": _hh, "simplecell": _simplecell, "pospischil": _pospischil}
+"""The ground-truth problems by name: each a function of no argument giving `(cell,
+space, protocol, truth, notes)`, the pieces `build` assembles (for a simulator other
+than bbpes's own, e.g. the NEURON black box or Jaxley, to rebuild the same problem)."""
 
 
 def recording_fit(

@@ -34,12 +34,11 @@ import jax
 import numpy as np
 import optax
 
-from ..devices import available_memory_bytes
 from ..learners.base import AbstractLearner
 from ..learners.tunable import Tunable
+from ..memory import memory_limit_bytes
 from ..runs import RunDir
-from ..signal_learners import tunable_learner
-from ..signals import forward_passes, signal
+from ..signals import signal, tunable_learner
 from ..train import CompiledStep, compile_step, train
 from .problem import Problem, Regime, forms_for
 
@@ -47,13 +46,9 @@ Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
 
 
 def default_optimizer(method: str, settings: Mapping[str, Any]) -> optax.GradientTransformation:
-    """Adam at the signal's learning rate (`lr` for gradient estimates, `lr_es` for the
-    rest), clipped where the signal takes the clip (`clip` > 0)."""
-    info = signal(method)
-    adam = optax.adam(settings["lr" if info.lr == "bp" else "lr_es"])
-    if info.clip and settings.get("clip", 0):
-        return optax.chain(optax.clip_by_global_norm(settings["clip"]), adam)
-    return adam
+    """Adam at the signal's learning rate, clipped where the signal takes the clip
+    (`bbpes.signals.Signal.optimizer`)."""
+    return signal(method).optimizer(settings)
 
 
 def _block(tree):
@@ -223,12 +218,6 @@ def _best(regime: Regime, values: list) -> float | None:
     return best
 
 
-def memory_limit_bytes(memory_limit: float | None) -> float:
-    """The bytes a signal's step may need to run: `memory_limit`, or by default 80% of
-    the memory available now (`bbpes.devices.available_memory_bytes`)."""
-    return available_memory_bytes() * 0.8 if memory_limit is None else memory_limit
-
-
 def calibration_for(
     problem: Problem,
     method: str,
@@ -254,10 +243,10 @@ def calibrate_regime(
     """The calibrations of `methods` on `problem`: those stored in the run directory
     are read (a resumed grid keeps its step counts); the rest are measured together, in
     interleaved rounds (`calibrate_together`), before any signal trains, and stored. A
-    step whose compiled peak bytes exceed `memory_limit_bytes(memory_limit)` is not
+    step whose compiled peak bytes exceed `memory_limit_bytes(limit_bytes=memory_limit)` is not
     run: its calibration holds its bytes and no seconds (and is timed when a later
     resume has the memory)."""
-    limit = memory_limit_bytes(memory_limit)
+    limit = memory_limit_bytes(limit_bytes=memory_limit)
     out = {m: _read(run_dir, _cell_name(regime, m, "calibration")) for m in methods}
     for m, stored in out.items():  # not timed for lack of memory, but fits now: time it
         if stored is not None and stored["step_seconds"] is None and stored["peak_bytes"] <= limit:
@@ -299,7 +288,7 @@ def run_signal(
     calibration = calibration_for(problem, method, run_dir, regime.name, optimizer, memory_limit)
     row: dict[str, Any] = {"regime": regime.name, "signal": method, **calibration}
     row["family"] = signal(method).family
-    limit = memory_limit_bytes(memory_limit)
+    limit = memory_limit_bytes(limit_bytes=memory_limit)
     if calibration["peak_bytes"] and calibration["peak_bytes"] > limit:
         row["skipped"] = (
             f"needs {calibration['peak_bytes'] / 1e9:.2f} GB, more than the {limit / 1e9:.2f} GB available"
@@ -307,7 +296,7 @@ def run_signal(
         return row
     steps = max(1, math.floor(budget / calibration["step_seconds"]))
     row["steps"] = steps
-    formula = forward_passes(method, base)
+    formula = signal(method).forward_passes(base)
     row["forward_passes_per_step"] = (
         formula
         if formula is not None

@@ -81,6 +81,32 @@ def _references_line(references: Mapping[str, float] | None) -> list[str]:
     return [f"Without learning (test set): {levels}."]
 
 
+def left_out_lines(left: Mapping[str, Any] | None) -> list[str]:
+    """What a run leaves out of the full study (`bbpes.experiments.study.left_out`), as
+    lines for the terminal and the leaderboard; none when it leaves nothing out."""
+    if not left:
+        return []
+    lines = ["This run leaves out part of the full study:"]
+    if left.get("regimes"):
+        lines.append(f"- regimes: {', '.join(left['regimes'])}")
+    for name, signals in left.get("signals", {}).items():
+        lines.append(f"- signals of {name}: {', '.join(signals)}")
+    settings = left.get("settings", {})
+    if settings:
+        changed = ", ".join(f"{k} {_fmt(v)} (full: {_fmt(f)})" for k, (v, f) in settings.items())
+        lines.append(f"- settings: {changed}")
+    lines.append(
+        f"The full study (every regime, every signal of each, at the default scale): `{left['full']}`"
+    )
+    return lines
+
+
+def _target_text(regime: Regime) -> str:
+    if not math.isfinite(regime.target):
+        return "No target: ranked by the metric at the budget."
+    return f"Target: {regime.metric} {'>=' if regime.higher_is_better else '<='} {regime.target:g}."
+
+
 def leaderboard_markdown(board: Mapping[str, Any], regimes: Mapping[str, Regime]) -> str:
     """The leaderboard as markdown: one table per regime, ranked, with the verdict and
     a link to the regime's figure (`NAME.png` beside the file)."""
@@ -94,14 +120,16 @@ def leaderboard_markdown(board: Mapping[str, Any], regimes: Mapping[str, Regime]
         "(calibrated clock) and forward-pass equivalents, mean over the seeds that reached it.",
         "",
     ]
+    left = left_out_lines(board.get("left_out"))  # boards of earlier runs have none
+    if left:
+        lines += [f"**{left[0]}**", "", *left[1:-1], "", f"{left[-1]}.", ""]
     for name, verdict_text in board["verdicts"].items():
         regime = regimes[name]
         rows = ranked(regime, [r for r in board["rows"] if r["regime"] == name])
         lines += [
             f"## {name}: {regime.claim}",
             "",
-            f"{board['notes'].get(name, '')}. Target: {regime.metric} "
-            f"{'>=' if regime.higher_is_better else '<='} {regime.target:g}.",
+            f"{board['notes'].get(name, '')}. " + _target_text(regime),
             *_references_line(board.get("references", {}).get(name)),
             "",
             f"**Verdict:** {verdict_text}.",

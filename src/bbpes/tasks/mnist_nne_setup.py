@@ -23,7 +23,7 @@ import optax
 from jax import Array
 
 from ..models.sparse_mlp import SparseMLP, population_inputs, random_sparse_mlp
-from ..signal_learners import make_learner
+from ..signals import make_learner
 from .mnist import MnistData, load_mnist
 from .mnist_nne import ClippedFitness, DenseSplit, ImageBatches, accuracy_fn
 
