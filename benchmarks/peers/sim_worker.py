@@ -30,6 +30,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -174,7 +175,10 @@ class Jaxley:
 
 
 def main() -> None:
-    tool, cfg = sys.argv[1], json.loads(sys.argv[2])
+    tool, text = sys.argv[1], sys.argv[2]
+    # a long configuration (a large population's parameters) comes as @FILE: one argument
+    # of the command line may not exceed 128 KiB on Linux
+    cfg = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
     t0 = time.perf_counter()
     if tool == "neuron":
         sim = Neuron(cfg)

@@ -94,6 +94,33 @@ TINY = {
 }
 
 
+def test_a_recorded_run_is_read_back_not_rerun(tmp_path, monkeypatch):
+    """`record`: a run of the same problem, tool, seed and settings is read back from
+    the file; another setting (or seed) runs; a torn last line is ignored."""
+    from bbpes.bench import peers_fit
+
+    config = {**peers.DEFAULTS, "problems": ["simplecell"], "tools": ["bbpes"], "seeds": 2}
+    config |= {"record": str(tmp_path / "runs.jsonl"), "figure": ""}
+    ran = []
+
+    def fake_bbpes_run(cfg, problem, seed):
+        ran.append((seed, cfg["bbpes_sigma"]))
+        return {"log": [[0.1 * seed, 1.0, 11, 1.0, 1.0]]}
+
+    monkeypatch.setattr(peers_fit, "bbpes_run", fake_bbpes_run)
+    first = peers_fit.fit_part(config, python=None)
+    assert ran == [(0, 1.0), (1, 1.0)]
+    with open(config["record"], "a") as f:
+        f.write('{"problem": "simplecell", "tool": "bb')  # a run killed while writing
+    again = peers_fit.fit_part(config, python=None)
+    assert ran == [(0, 1.0), (1, 1.0)]  # both read back
+    assert again["problems"]["simplecell"]["summary"] == first["problems"]["simplecell"]["summary"]
+    peers_fit.fit_part({**config, "bbpes_sigma": 0.5}, python=None)
+    assert ran[2:] == [(0, 0.5), (1, 0.5)]  # other settings: run
+    peers_fit.fit_part({**config, "bbpes_sigma": 0.5}, python=None)
+    assert len(ran) == 4  # recorded after the torn line, on lines of their own
+
+
 @pytest.mark.slow
 def test_sim_part_tiny():
     out = peers.sim_part(TINY, _peers_or_skip())

@@ -179,6 +179,18 @@ def read_record(path: str) -> dict[tuple, dict]:
     return done
 
 
+def append_record(path: str, row: dict) -> None:
+    """Append `row` as one JSON line to `path`, on a line of its own even after a torn
+    last line (a run killed while writing)."""
+    torn = False
+    if Path(path).exists() and Path(path).stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"
+    with open(path, "a") as f:
+        f.write(("\n" if torn else "") + json.dumps(row) + "\n")
+
+
 def fit_part(config: dict[str, Any], python: Path) -> dict[str, Any]:
     """Every (problem, seed, tool) fit in turn. With `record` (a JSON-lines file), each
     finished run is appended to it and runs already there (same settings) are read
@@ -216,8 +228,7 @@ def fit_part(config: dict[str, Any], python: Path) -> dict[str, Any]:
                 if config["record"] and "error" not in run:
                     row = {"problem": problem, "tool": tool, "seed": seed}
                     row |= {"settings": settings, "run": run}
-                    with open(config["record"], "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    append_record(config["record"], row)
         summary = {}
         for tool, done in runs.items():
             ok = [r for r in done if r.get("success")]

@@ -32,6 +32,10 @@ def peers_python(config: dict[str, Any]) -> Path:
     return path
 
 
+LONG_ARGUMENT = 64_000
+"""Characters beyond which a worker's argument goes through a file (`@FILE`)."""
+
+
 class Worker:
     """A peer script held open in `.venv-peers`: it prints one JSON line when ready, then
     one JSON line per command line it is sent (see `benchmarks/peers/sim_worker.py`)."""
@@ -39,8 +43,18 @@ class Worker:
     def __init__(self, python: Path, script: str, *args: str, timeout: float = 600.0):
         self.timeout = timeout
         self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by close)
+        self._files = []  # long arguments, passed as @FILE (Linux caps one at 128 KiB)
+        passed = []
+        for arg in args:
+            if len(arg) > LONG_ARGUMENT:
+                f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
+                f.write(arg)
+                f.close()
+                self._files.append(Path(f.name))
+                arg = "@" + f.name
+            passed.append(arg)
         self.process = subprocess.Popen(
-            [str(python), str(PEERS / script), *args],
+            [str(python), str(PEERS / script), *passed],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
@@ -72,6 +86,8 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+        for path in self._files:
+            path.unlink(missing_ok=True)
         for stream in (self.process.stdin, self.process.stdout, self._err):
             with contextlib.suppress(OSError):
                 stream.close()
