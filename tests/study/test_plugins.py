@@ -103,16 +103,24 @@ def test_user_signals_join_a_regime_once():
         plugins.with_signals(regime, ["nope"])
 
 
-def test_the_cli_refuses_bad_problem_and_signal_references_writing_nothing(tmp_path):
+def test_the_cli_refuses_bad_problem_and_signal_references_writing_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from bbpes.cli import main
+
+    monkeypatch.chdir(tmp_path)
     for setting in ("problem=nomodule_xyz:f", "signal=nomodule_xyz:S", "problem=math:pi"):
         out = tmp_path / setting.replace(":", "_").replace("=", "_")
-        done = subprocess.run(
-            [sys.executable, "-m", "bbpes", "run", "signals", "--set", setting, "--out", str(out)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 2, done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert main(["run", "signals", "--set", setting, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert not out.exists()
+    # and as a separate process does, from the shell
+    done = subprocess.run(
+        [sys.executable, "-m", "bbpes", "run", "signals", "--set", "problem=nomodule_xyz:f"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2 and "cannot import 'nomodule_xyz'" in done.stderr
 
 
 def test_quick_keeps_every_signal_of_your_problem(user_module):

@@ -200,7 +200,7 @@ def step_cost(
 ) -> tuple[float, dict[str, float]]:
     """Simulations one iteration costs (per start), and the timings behind it.
 
-    Population signals: their population (`bbpes.signals.forward_passes`). Gradient
+    Population signals: their population (`Signal.forward_passes`). Gradient
     signals: the seconds of one step over the seconds of one forward simulation, both
     measured here after compiling (median of 5)."""
     method = config["method"]

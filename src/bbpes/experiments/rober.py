@@ -223,7 +223,7 @@ def method_metrics(method: str, history: list[dict], params, loss, errors) -> di
 
 
 def color(method: str) -> str | None:
-    return "tab:purple" if method == "bptt_scaled" else plotting.color(method)
+    return "tab:purple" if method == "bptt_scaled" else signals.color(method)
 
 
 def plot_species(run_dir: RunDir, task: Rober, fields: dict[str, NeuralODE]) -> None:

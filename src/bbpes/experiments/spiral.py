@@ -197,7 +197,7 @@ def plot_curves(run_dir: RunDir, curves: dict, config: dict) -> None:
     fig, ((ax_loss, ax_mae),) = plotting.figure(ncols=2, width=5.5)
     n = len(curves)
     for method, members in curves.items():
-        c = plotting.color(method)
+        c = signals.color(method)
         width = max(1, len(members[0]["loss"]) // 100)
         loss = [moving_average(np.nan_to_num(m["loss"], nan=np.inf), width) for m in members]
         median_and_range(
@@ -227,7 +227,7 @@ def plot_trajectories(run_dir: RunDir, task: Spiral, fields: dict[str, NeuralODE
     ax.plot(task.ys[:, 0], task.ys[:, 1], color="black", lw=1.5, label="true")
     for method, stacked in fields.items():
         ys = np.asarray(eqx.filter_jit(task.trajectory)(jax.tree.map(lambda x: x[0], stacked)))
-        ax.plot(ys[:, 0], ys[:, 1], color=plotting.color(method), lw=1, ls="--", label=method)
+        ax.plot(ys[:, 0], ys[:, 1], color=signals.color(method), lw=1, ls="--", label=method)
     ax.set(xlabel="y1", ylabel="y2", title="Trajectory from y(0), run 0")
     ax.legend(fontsize=8)
     run_dir.save_figure(fig, "trajectories.png")
