@@ -49,6 +49,8 @@ def test_a_win_needs_separated_spreads():
     assert verdict(REGIME, close).startswith("no separation")
     apart = [row("es", "forward", 0.80, 0.01), row("bptt", "backprop", 0.70, 0.01)]
     assert verdict(REGIME, apart).startswith("forward-only wins: es")
+    one_seed = [{**r, "seeds": 1, "metric_std": 0.0} for r in apart]
+    assert verdict(REGIME, one_seed).startswith("no verdict: 1 seed(s), 3 needed")
     # in time to target: intervals 10 +- 2 and 30 +- 5 separate; 10 +- 2 and 13 +- 2 do not
     fast = row("es", "forward", 0.95, 0.0, reached=3, to_target=10.0, to_std=2.0)
     slow = row("bptt", "backprop", 0.95, 0.0, reached=3, to_target=30.0, to_std=5.0)

@@ -51,13 +51,24 @@ def separated(regime: Regime, a: Mapping[str, Any], b: Mapping[str, Any]) -> boo
     return ia[0] > ib[1] if regime.higher_is_better else ia[1] < ib[0]
 
 
+VERDICT_SEEDS = 3
+"""Seeds per signal a verdict needs (mean +- std over fewer says little)."""
+
+
 def verdict(regime: Regime, rows: list[dict]) -> str:
-    """One line: which family wins the regime, only where the spreads separate."""
+    """One line: which family wins the regime, only where the spreads over at least
+    `VERDICT_SEEDS` seeds separate."""
     fwd = ranked(regime, [r for r in rows if r["family"] == "forward" and not r.get("skipped")])
     bp = ranked(regime, [r for r in rows if r["family"] == "backprop"])
     if not fwd or not bp:
         return "no verdict: needs a forward-only and a backprop signal"
     f, b = fwd[0], bp[0]
+    seeds = min(r.get("seeds", 0) for r in (f, b))
+    if seeds < VERDICT_SEEDS:  # one seed's spread is nil: any difference would "separate"
+        return (
+            f"no verdict: {seeds} seed(s), {VERDICT_SEEDS} needed; best forward-only "
+            f"{f['signal']}, best backprop {b['signal']}"
+        )
     if separated(regime, f, b):
         return f"forward-only wins: {f['signal']} beats {b['signal']} (spreads separate)"
     if separated(regime, b, f):
