@@ -19,7 +19,9 @@ them, `bbpes.tasks.mnist_nne.generation_images`), `population` networks evaluate
 them per step, and the same test set.
 
 **The equal budget.** Each method's step is compiled and timed first (the median of
-`calibration_steps` steps, after compiling, in the same command), and the budget of
+`calibration_steps` iterations of the training loop's clocked body, `bbpes.train.loop_body`:
+the batch, the step and its metrics, after compiling and 3 warm iterations, in the same
+command), and the budget of
 `seconds` becomes its number of steps, so that a run is deterministic and exactly
 resumable; the step counts are stored (`calibration.json`) and a resumed run keeps
 them. The seconds on the plot are the steps' measured wall time (compilation, done
@@ -39,7 +41,7 @@ import jax
 from ..runs import RunDir
 from ..tasks.mnist import MnistData
 from ..tasks.mnist_nne_setup import Training, es_training, load_data, sparse_net
-from ..train import guarded_step, train
+from ..train import guarded_step, loop_body, train
 from .base import Experiment, n_params, require, require_at_least, require_fits, require_positive
 from .mnist_data import (
     ES_METHODS,
@@ -69,15 +71,22 @@ def warm_up(t: Training) -> float:
     return time.perf_counter() - t0
 
 
+WARM_ITERATIONS = 3
+"""Loop iterations run before the calibration's timed ones."""
+
+
 def step_seconds(t: Training, repeats: int) -> tuple[float, float]:
-    """`(median seconds of one step, seconds of the first, compiling, call)` of `t`'s
-    step on batch 0, timed `repeats` times after the first call."""
+    """`(median seconds of one iteration, seconds of the first, compiling, call)` of
+    `t`'s training loop (`bbpes.train.loop_body`: the batch, the step, its metrics),
+    timed on `repeats` iterations after the first call."""
     compiling = warm_up(t)
-    step, state, args = guarded_step(t.learner), t.learner.init(t.params), t.batch(0)
+    step, state = guarded_step(t.learner), t.learner.init(t.params)
+    for r in range(WARM_ITERATIONS):  # the host's side settles (the first data gathers)
+        loop_body(step, state, t.key, r, t.batch)
     times = []
-    for r in range(repeats):
+    for r in range(repeats):  # the training loop's own clocked body: data, step, metrics
         t0 = time.perf_counter()
-        jax.block_until_ready(step(state, jax.random.fold_in(t.key, r), *args))
+        loop_body(step, state, t.key, WARM_ITERATIONS + r, t.batch)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), compiling
 

@@ -39,7 +39,7 @@ from ..learners.tunable import Tunable
 from ..memory import memory_limit_bytes
 from ..runs import RunDir
 from ..signals import signal, tunable_learner
-from ..train import CompiledStep, compile_step, train
+from ..train import CompiledStep, compile_step, loop_body, train
 from .problem import Problem, Regime, forms_for
 
 Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
@@ -95,6 +95,7 @@ def calibrate_together(
     forward = eqx.filter_jit(problem.forward or problem.forms.loss)
     params = problem.init(0)
     args = problem.batch(0, 0) if problem.batch is not None else ()
+    data = (lambda i: problem.batch(0, i)) if problem.batch is not None else None
     calls = {}
     for name, learner in learners.items():
         if isinstance(learner, CompiledStep):
@@ -103,8 +104,8 @@ def calibrate_together(
             compiled = compile_step(learner, params, jax.random.key(0), *args)
         state = compiled.learner.init(params)
         calls[name] = (
-            compiled,
-            lambda r, c=compiled, s=state: c(s, jax.random.key(r), *args),
+            compiled,  # timed as the loop runs it: the batch, the step, its metrics
+            lambda r, c=compiled, s=state: loop_body(c, s, jax.random.key(0), r, data),
             lambda: forward(params, *args),
         )
     return interleaved_calibration(calls, repeats, clock)
