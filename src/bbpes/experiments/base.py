@@ -338,10 +338,8 @@ def signal_optimizer(
     return signals.signal(method).optimizer(config, make, lr=lr, clip=clip)
 
 
-def signal_knobs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The signal knobs (`bbpes.signals.knob_defaults`) that `config` sets."""
-    names = signals.knob_defaults()
-    return {k: v for k, v in config.items() if k in names}
+signal_knobs = signals.knobs_in
+"""`bbpes.signals.knobs_in`: the signal knobs that `config` sets."""
 
 
 signal_learner = signals.learner_for

@@ -84,7 +84,7 @@ HELP = signal_help(
     }
 )
 
-QUICK = {"evaluations": 300}
+QUICK = fit.QUICK
 
 
 def make_cell(config: dict[str, Any]) -> NeuronCell:

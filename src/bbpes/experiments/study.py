@@ -23,9 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import numpy as np
 
-from .. import plotting, signals
 from ..imports import is_reference
 from ..progress import log
 from ..runs import RunDir
@@ -44,6 +42,7 @@ from ..study.problem import Regime
 from . import study_regimes as R
 from .base import Experiment, require
 from .fit_regimes import FIT_SIGNALS, fit_problem
+from .study_plots import plot_regime
 
 
 def _regime(name, claim, metric, higher, target, signals, build) -> Regime:
@@ -312,49 +311,6 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     for name, text in board["verdicts"].items():
         metrics[f"verdict_{name}"] = text
     return metrics
-
-
-def plot_regime(
-    run_dir: RunDir,
-    regime: Regime,
-    rows: list[dict],
-    budget: float,
-    references: dict[str, float] | None = None,
-) -> None:
-    """Test metric against training seconds (calibrated clock), mean and band over seeds;
-    the target and the `references` (levels without learning) as horizontal lines."""
-    fig, ((ax,),) = plotting.figure(width=6.0, height=4.0)
-    for row in rows:
-        if "curves" not in row:
-            continue
-        steps = [c["step"] for c in row["curves"][0]]
-        seconds = np.asarray(steps) * row["step_seconds"]
-        values = [[c[regime.metric] for c in curve][: len(steps)] for curve in row["curves"]]
-        style = "-" if signal(row["signal"]).family == "forward" else "--"
-        plotting.mean_and_spread(
-            ax, seconds, values, label=row["signal"], color=signals.color(row["signal"]), ls=style
-        )
-    ax.axhline(regime.target, color="gray", ls=":", lw=0.8, label="target")
-    for name, level in (references or {}).items():
-        ax.axhline(level, color="0.75", ls=(0, (1, 3)), lw=0.8)
-        ax.annotate(
-            name,
-            (1.0, level),
-            xycoords=("axes fraction", "data"),
-            fontsize=6,
-            color="0.5",
-            ha="right",
-            va="bottom",
-        )
-    ax.set(
-        xlabel="training seconds (calibrated)",
-        ylabel=f"test {regime.metric}",
-        title=f"{regime.name}: {regime.claim}\nbudget {budget:g} s per run; dashed: backprop",
-    )
-    if not regime.higher_is_better:
-        ax.set_yscale("log")
-    ax.legend(fontsize=7, loc="best")
-    run_dir.save_figure(fig, f"{regime.name}.png")
 
 
 def check(config: dict[str, Any]) -> None:

@@ -105,8 +105,7 @@ def learner_for(
     """`method`'s learner from an experiment's `config`: the signal's `learner` with
     the signal knobs `config` sets, the number of trainable numbers in `params`
     (`n_params`, which guided ES scales its search by) and `extra` (e.g. `mesh`)."""
-    known = knob_defaults()
-    knobs = {k: v for k, v in config.items() if k in known}
+    knobs = knobs_in(config)
     if params is not None:
         knobs["n_params"] = n_params(params)
     return signal(method).learner(forms, optimizer, {**knobs, **extra})
@@ -186,6 +185,7 @@ def knob_help(signals: Iterable[Signal] | None = None) -> dict[str, str]:
     return out
 
 
-def knobs_of(name: str) -> Mapping[str, str]:
-    """The knobs of signal `name`, each with its own meaning."""
-    return {k.name: k.describe() for k in signal(name).knobs}
+def knobs_in(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The signal knobs (`knob_defaults`) that an experiment's `config` sets."""
+    known = knob_defaults()
+    return {k: v for k, v in config.items() if k in known}
