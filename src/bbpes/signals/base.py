@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import optax
 
@@ -136,8 +136,6 @@ class Signal:
     guide: tuple[str, ...] = ()
     color: str | None = None
     knobs: tuple[Knob, ...] = field(default=(), repr=False)
-
-    is_signal: ClassVar[bool] = True
 
     # -- what it takes -------------------------------------------------------------
 

@@ -105,11 +105,7 @@ def installed_regime(name: str, scale: str) -> Regime:
     """The regime of the installed problem `name` (its regime is named `name`)."""
     value = _installed()[name]
     regime = as_regime(value, name, scale, f"{name} (entry point)")
-    return regime if regime.name == name else _renamed(regime, name)
-
-
-def _renamed(regime: Regime, name: str) -> Regime:
-    return dataclasses.replace(regime, name=name)
+    return regime if regime.name == name else dataclasses.replace(regime, name=name)
 
 
 def with_signals(regime: Regime, extra: Sequence[str]) -> Regime:
