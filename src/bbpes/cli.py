@@ -1,4 +1,4 @@
-"""The `bbpes` command line: it only parses and calls (see `bbpes.experiments.runner`)."""
+"""The `bbpes` command line: it only parses and calls (see `bbpes.framework.runner`)."""
 
 from __future__ import annotations
 
@@ -111,24 +111,27 @@ def _show(name: str) -> None:
     experiment = get(name)
     print(f"{experiment.name}: {experiment.summary}")
     config = experiment.config()
+    table = experiment.table
     for key, value in config.items():
-        if key == "quick":
+        if key not in table:
             continue
-        extra = f"  (quick: {experiment.quick[key]})" if key in experiment.quick else ""
-        choices = (
-            f"  [{', '.join(map(str, experiment.choices[key]))}]"
-            if key in experiment.choices
+        setting = table[key]
+        extra = f"  (quick: {setting.quick})" if key in experiment.quick else ""
+        choices = setting.choices
+        shown = (
+            f"  [{', '.join(map(str, choices))}]"
+            if isinstance(choices, (tuple, list, set, frozenset))
             else ""
         )
-        note = f"  # {experiment.help[key]}" if key in experiment.help else ""
-        print(f"  {key} = {value}{extra}{choices}{note}")
+        note = setting.describe()
+        print(f"  {key} = {value}{extra}{shown}{f'  # {note}' if note else ''}")
 
 
 def _run(args: argparse.Namespace, started: list, cluster=None) -> None:
     if cluster is not None and not cluster.leader:
         _follow(args, cluster)
         return
-    from .experiments.runner import run_experiment
+    from .framework.runner import run_experiment
     from .progress import log
 
     def on_start(run) -> None:
@@ -171,7 +174,7 @@ def _follow(args: argparse.Namespace, cluster) -> None:
     end, and it prints nothing but errors: only process 0 writes the run directory.
     With --resume, the run directory (on a filesystem every host sees) is copied there
     first."""
-    from .experiments.runner import run_experiment
+    from .framework.runner import run_experiment
     from .runs import RunDir
 
     private = Path(tempfile.mkdtemp(prefix=f"bbpes-process{cluster.process_id}-"))

@@ -13,7 +13,7 @@ from bbpes.blackbox._neuron import hoc
 from bbpes.blackbox.neuron_cell import BUILTIN, parse_parameters
 from bbpes.errors import ConfigError
 from bbpes.experiments import fit_neuron
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "neuron_cell"
 USERHH = ["gnabar=soma.gnabar_userhh", "gkbar=soma.gkbar_userhh", "gl=soma.gl_userhh"]

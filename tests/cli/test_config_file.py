@@ -12,7 +12,7 @@ import pytest
 from bbpes.cli import main
 from bbpes.errors import ConfigError
 from bbpes.experiments import registry
-from bbpes.experiments.runner import read_settings_file, resolve_config
+from bbpes.framework.runner import read_settings_file, resolve_config
 from bbpes.runs import to_jsonable
 
 # the keys of metrics.json that are wall-clock times, which no rerun reproduces

@@ -10,7 +10,7 @@ import pytest
 
 from bbpes.experiments import dopamine_mnist, get
 from bbpes.experiments.base import ConfigError
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 
 def read_history(run_dir):

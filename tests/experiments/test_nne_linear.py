@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bbpes.experiments.nne_linear import best_frequencies, cap_genotype, cosine, theorem2_problem
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 
 def test_w_p_reaches_the_target_once_there_are_enough_genes():

@@ -8,7 +8,7 @@ import pytest
 
 from bbpes.experiments import get
 from bbpes.experiments.base import ConfigError
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 TINY = {
     "classes": 5,

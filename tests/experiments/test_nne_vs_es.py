@@ -11,7 +11,7 @@ import pytest
 from bbpes.experiments import get
 from bbpes.experiments.base import ConfigError
 from bbpes.experiments.mnist_data import nne_training
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 from bbpes.tasks.mnist_nne import generation_images
 from bbpes.tasks.mnist_nne_setup import es_training, load_data, sparse_net
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bbpes.experiments import ConfigError, get
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,9 @@
-"""Every setting of every registered experiment, walked: zero, negative, huge and
-mistyped values are either refused with a one-line `ConfigError` from `config` (what
-`bbpes run` turns into exit code 2 before writing anything) or accepted because the
-experiment documents them as meaningful.
-
-`MEANINGFUL` is the explicit list of settings that accept 0 or -1 and why: a new
-setting whose check is missing (or an old one whose check is lost) fails the walk."""
+"""Every setting of every registered experiment, walked against its declaration
+(`bbpes.settings.Setting`): a number declares its range (or that any value is
+meaningful), and zero, negative, huge and mistyped values are refused with a one-line
+`ConfigError` from `config` (what `bbpes run` turns into exit code 2 before writing
+anything) exactly where the declaration says so. A new setting whose range is not
+declared, or an experiment check that refuses what its declaration allows, fails."""
 
 from __future__ import annotations
 
@@ -18,86 +17,6 @@ from bbpes.errors import ConfigError
 from bbpes.experiments import registry
 
 EXPERIMENTS = registry()
-
-SIGNAL_KNOBS = {  # the knobs of bbpes.signals that every experiment with a method has
-    "es_chunk": ((0,), "0: every ES sample at once"),
-    "tangents": ((0,), "0: as many forward-gradient tangents as ES samples"),
-    "guided_alpha": ((0,), "guided ES searching the surrogate subspace only"),
-    "truncate_slots": ((0,), "0: a fifth of the input slots"),
-}
-
-MEANINGFUL: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
-    "*": {"seed": ((0,), "the default seed")},
-    "evidence": {
-        **SIGNAL_KNOBS,
-        "hold": ((0, -1), "<= 0: the case's hold (6 or 20 ms)"),
-        "clip": ((0,), "0: no gradient clip"),
-        "p_null": ((0,), "no null inputs"),
-        "p_favoured": ((0,), "no favoured type: the three types equally likely"),
-        "i_app": ((0, -1), "bias current in units of the cell's drive: none, or hyperpolarising"),
-        "in_scale": ((0,), "a standard deviation: zero input weights"),
-        "rec_scale": ((0,), "a standard deviation: no recurrence at init (the default)"),
-        "out_scale": ((0,), "a standard deviation: zero readout weights"),
-        "out_bias": ((0, -1), "the readout's initial bias, any value"),
-        "ode_max_steps": ((0,), "0: the stepper's step count"),
-        "memory_limit_gb": ((0,), "0: 80% of the free memory"),
-    },
-    "memory": SIGNAL_KNOBS,
-    "turn-off": {
-        **SIGNAL_KNOBS,
-        "i_app0": ((0, -1), "the initial current (µA/cm²), any value"),
-        "clip": ((0,), "0: no gradient clip"),
-        "grid_min": ((0, -1), "the landscape's lowest current (µA/cm²), any value"),
-    },
-    "reversibility": {"i_app": ((0, -1), "the constant current (µA/cm²), any value")},
-    "adjoint-drift": {"i_app": ((0, -1), "the constant current (µA/cm²), any value")},
-    "turn-off-brian2": {
-        "i_app0": ((0, -1), "the initial current (µA/cm²), any value"),
-        "grid_min": ((0, -1), "the landscape's lowest current (µA/cm²), any value"),
-        "workers": ((0,), "0: every free CPU of the cluster"),
-        "retries": ((0,), "0: a failed sample is not tried again"),
-    },
-    "rober": {
-        **SIGNAL_KNOBS,
-        "clip": ((0,), "0: no gradient clip"),
-        "init_output_scale": ((0,), "a zero output layer: the field starts at zero"),
-    },
-    "nne-mnist": {
-        "test_per_digit": ((0,), "0: every test image"),
-        "eval_samples": ((0,), "0: no sampled genotypes at evaluations"),
-        "batch_images": ((0,), "0: every training image each generation (the paper)"),
-    },
-    "nne-vs-es": {
-        "test_per_digit": ((0,), "0: every test image"),
-        "batch_images": ((0,), "0: every training image each step"),
-    },
-    "dopamine-mnist": {
-        "train_per_digit": ((0,), "0: every training image"),
-        "test_per_digit": ((0,), "0: every test image"),
-        "k_cap": ((0,), "0: no k-cap"),
-        "dnn_epsilon0": ((0,), "the rule's loss threshold, any value >= 0"),
-    },
-    "fit": {
-        **SIGNAL_KNOBS,
-        "clip": ((0,), "0: no gradient clip"),
-        "noise": ((0,), "0: no recording noise on the ground truth"),
-        "ljp": ((0, -1), "the liquid junction potential (mV), any value"),
-    },
-    "fit-neuron": {
-        **SIGNAL_KNOBS,
-        "clip": ((0,), "0: no gradient clip"),
-        "noise": ((0,), "0: no recording noise on the ground truth"),
-        "celsius": ((0, -1), "the temperature (°C), any value above absolute zero"),
-        "v_init": ((0, -1), "the initial voltage (mV), any value"),
-        "workers": ((0,), "0: every free CPU of the cluster"),
-        "retries": ((0,), "0: a failed sample is not tried again"),
-        "timeout": ((0,), "0: no time limit on a sample"),
-    },
-    "signals": {
-        "budget": ((0,), "0: the scale's budget"),
-        "memory_limit_gb": ((0,), "0: 80% of the free memory"),
-    },
-}
 
 
 @pytest.fixture(autouse=True)
@@ -113,22 +32,14 @@ def brian2_and_ray_installed(monkeypatch):
     )
 
 
-def numeric_kind(default) -> type | None:
-    """int or float for a numeric setting (or a list of numbers), else None."""
-    item = default[0] if isinstance(default, list) and default else default
-    if isinstance(item, bool):
-        return None
-    if isinstance(item, (int, float)):
-        return type(item)
-    return float if default is None else None  # a preset-filled number (rober)
+def as_text(value: float, setting) -> str:
+    item = setting.prototype[0] if isinstance(setting.prototype, list) else setting.prototype
+    return str(int(value)) if isinstance(item, int) else repr(float(value))
 
 
-def as_text(value: float, kind: type) -> str:
-    return str(int(value)) if kind is int else repr(float(value))
-
-
-def settings(name: str) -> dict:
-    return {**EXPERIMENTS[name].defaults, "seed": 0}
+def numbers(name: str) -> list:
+    """The numeric settings of experiment `name` (numbers and lists of numbers)."""
+    return [s for s in EXPERIMENTS[name].settings if s.numeric]
 
 
 def accepts(name: str, key: str, text: str) -> bool:
@@ -141,37 +52,41 @@ def accepts(name: str, key: str, text: str) -> bool:
     return True
 
 
-def meaningful(name: str, key: str) -> tuple[int, ...]:
-    entry = MEANINGFUL.get(name, {}).get(key) or MEANINGFUL["*"].get(key)
-    return entry[0] if entry else ()
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_every_number_declares_its_range(name):
+    missing = [s.name for s in numbers(name) if not s.ranged]
+    assert not missing, f"{name}: declare the range of {missing} (or any_value=True)"
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_zero_and_negative_values_are_refused_unless_documented(name):
+def test_every_setting_has_help(name):
+    missing = [s.name for s in EXPERIMENTS[name].settings if not s.help]
+    assert not missing, f"{name}: no help line for {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_zero_and_negative_values_are_decided_by_the_declaration(name):
     wrong = []
-    for key, default in settings(name).items():
-        kind = numeric_kind(default)
-        if kind is None or key == "quick":
-            continue
+    for setting in numbers(name):
         for value in (0, -1):
-            if accepts(name, key, as_text(value, kind)) != (value in meaningful(name, key)):
-                wrong.append(f"{key}={value}")
-    assert not wrong, f"{name}: accepted but undocumented, or documented but refused: {wrong}"
+            allowed = setting.allows([value] if isinstance(setting.prototype, list) else value)
+            if accepts(name, setting.name, as_text(value, setting)) != allowed:
+                wrong.append(f"{setting.name}={value} ({'allowed' if allowed else 'refused'})")
+    assert not wrong, f"{name}: config disagrees with the declaration on {wrong}"
 
 
-def test_every_documented_setting_exists():
-    """The table names real settings only (a renamed setting must be renamed here)."""
-    for name, table in MEANINGFUL.items():
-        for key in table:
-            assert name == "*" or key in settings(name), f"{name} has no setting {key}"
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_quick_values_are_valid(name):
+    EXPERIMENTS[name].config(quick=True)
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_mistyped_values_are_refused(name):
     accepted = []
-    for key, default in settings(name).items():
-        texts = ["abc", "1,,x"] + (["2.5"] if numeric_kind(default) is int else [])
-        accepted += [f"{key}={t}" for t in texts if accepts(name, key, t)]
+    for setting in EXPERIMENTS[name].settings:
+        whole = setting.numeric and as_text(1, setting) == "1"
+        texts = ["abc", "1,,x"] + (["2.5"] if whole else [])
+        accepted += [f"{setting.name}={t}" for t in texts if accepts(name, setting.name, t)]
     assert not accepted, f"{name} accepted {accepted}"
 
 
@@ -184,13 +99,10 @@ def test_huge_values_are_decided_at_once_without_allocating(name):
     accepts(name, "seed", "0")
     tracemalloc.start()
     try:
-        for key, default in settings(name).items():
-            kind = numeric_kind(default)
-            if kind is None:
-                continue
+        for setting in numbers(name):
             t0 = time.perf_counter()
-            accepts(name, key, as_text(1e12, kind))
-            assert time.perf_counter() - t0 < 1.0, f"{name} {key}=1e12 took too long"
+            accepts(name, setting.name, as_text(1e12, setting))
+            assert time.perf_counter() - t0 < 1.0, f"{name} {setting.name}=1e12 took too long"
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -205,5 +117,5 @@ def test_a_python_caller_is_held_to_the_same_types():
     for bad in ({"steps": 2.5}, {"steps": True}, {"lr": float("inf")}, {"case": 3}):
         with pytest.raises(ConfigError):
             evidence.config(bad)
-    with pytest.raises(ConfigError, match="seed must be in"):
+    with pytest.raises(ConfigError, match="seed must be >= 0"):
         evidence.config(seed=-1)

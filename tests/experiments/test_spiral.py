@@ -9,7 +9,7 @@ import pytest
 
 from bbpes import signals
 from bbpes.experiments import ConfigError, get
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 from bbpes.experiments.spiral import METHODS, UNSUPPORTED, member_learners
 from bbpes.learners import Ensemble
 from bbpes.tasks.spiral_metrics import (

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bbpes.experiments.evidence import EXPERIMENT
-from bbpes.experiments.runner import run_experiment
+from bbpes.framework.runner import run_experiment
 
 TINY = {
     "scale": "tiny",
@@ -105,7 +105,7 @@ def test_quick_is_one_regime_with_the_strongest_signals_under_the_full_protocol(
 
 
 def test_a_quick_run_resumes_with_or_without_quick(tmp_path):
-    from bbpes.experiments.runner import prepare
+    from bbpes.framework.runner import prepare
     from bbpes.experiments.study import EXPERIMENT as STUDY
     from bbpes.runs import RunDir
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..experiments.base import parse_value
+from ..settings import parse_value
 from ..runs import atomic_write_json, to_jsonable
 
 _MODULES: list[str] = [

@@ -1,227 +1,44 @@
-"""Experiments: one module per figure or table, registered by name.
-
-An experiment is a plain function `run(config, run_dir) -> metrics` plus its settings.
-Every setting has a default whose type fixes how `--set KEY=VALUE` is parsed; `quick`
-holds the overrides of `--quick`; `choices` lists allowed values; `resolve` fills in
-settings left to depend on others (a preset per model, say), so that `config.json`
-records the values used; `check` rejects bad combinations. Nothing is written before
-the whole configuration is valid.
-"""
+"""Transitional: the old names of `bbpes.framework` for experiments not yet declaring
+their settings as `bbpes.settings.Setting`s. Removed once every experiment does."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import optax
-
 from .. import signals
-from ..errors import ConfigError
-from ..imports import is_reference
-from ..runs import RunDir
+from ..framework import experiment as _experiment
+from ..framework.checks import *  # noqa: F403
+from ..framework.checks import MAX_LOOP, check_signals, methods_of, require  # noqa: F401
+from ..framework.experiment import MAX_SEED  # noqa: F401
+from ..settings import UNSET, Setting, parse_value  # noqa: F401
+
+ConfigError = _experiment.ConfigError
 
 
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    summary: str
-    run: Callable[[dict[str, Any], RunDir], dict[str, Any]]
-    defaults: Mapping[str, Any]
-    quick: Mapping[str, Any] = field(default_factory=dict)
-    choices: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    check: Callable[[dict[str, Any]], None] | None = None
-    resolve: Callable[[dict[str, Any]], None] | None = None  # fills settings in place
-    help: Mapping[str, str] = field(default_factory=dict)  # one line per setting
-
-    def config(
-        self,
-        overrides: Mapping[str, str | Any] | None = None,
-        *,
-        quick: bool = False,
-        seed: int | None = None,
-    ) -> dict[str, Any]:
-        """The resolved configuration: defaults, then `quick`, then `overrides` (strings
-        are parsed by the type of the default), then `seed`, then `resolve`. Raises
-        `ConfigError`."""
-        config = dict(self.defaults)
-        config.setdefault("seed", 0)
-        if quick:
-            config.update(self.quick)
-        config["quick"] = quick
-        for key, raw in (overrides or {}).items():
-            if key not in config or key == "quick":
-                known = ", ".join(sorted(k for k in config if k != "quick"))
-                raise ConfigError(f"unknown setting '{key}' for {self.name} (known: {known})")
-            config[key] = parse_value(key, raw, self.defaults.get(key, config[key]))
-        if seed is not None:
-            config["seed"] = parse_value("seed", seed, 0)
-        require(
-            0 <= config["seed"] <= MAX_SEED,
-            f"seed must be in 0..{MAX_SEED}, got {config['seed']}",
+def Experiment(
+    name: str,
+    summary: str,
+    run: Callable,
+    defaults: Mapping[str, Any],
+    quick: Mapping[str, Any] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    check: Callable | None = None,
+    resolve: Callable | None = None,
+    help: Mapping[str, str] | None = None,
+) -> _experiment.Experiment:
+    quick, choices, help = quick or {}, choices or {}, help or {}
+    settings = tuple(
+        Setting(
+            key,
+            value,
+            help.get(key, ""),
+            choices=choices.get(key),
+            quick=quick.get(key, UNSET),
         )
-        for key, allowed in self.choices.items():
-            values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
-            for value in values:
-                if value not in allowed:
-                    raise ConfigError(
-                        f"bad value {value!r} for '{key}' (choose from {', '.join(map(str, allowed))})"
-                    )
-        if self.resolve is not None:
-            self.resolve(config)
-        if self.check is not None:
-            self.check(config)
-        return config
-
-
-MAX_SEED = 2**31 - 1
-"""The largest seed: `jax.random.key` keeps 32 bits of a seed, and seeds are combined
-with run and step numbers."""
-
-MAX_LOOP = 2**31 - 1
-"""The most iterations one `lax.scan` or solver may be asked for (XLA counts in int32)."""
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_value(key: str, raw: Any, default: Any) -> Any:
-    """`raw` as a value of the type of `default` (bool, int, float, str, list): a string
-    is parsed (a list from comma-separated items), a number of the right kind is taken
-    as it is (an int where a float is expected becomes a float, a whole float where an
-    int is expected an int). Floats must be finite. Raises `ConfigError`."""
-    kind = type(default).__name__ if default is not None else "value"
-    if isinstance(default, (list, tuple)):
-        kind = f"comma-separated {type(default[0]).__name__ if default else 'str'}s"
-    bad = ConfigError(f"bad value {raw!r} for '{key}' (expected {kind})")
-    if not isinstance(raw, str):
-        return _coerce(key, raw, default, bad)
-    text = raw.strip()
-    try:
-        if isinstance(default, bool):
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return _finite(float(text))
-        if isinstance(default, (list, tuple)):
-            items = [t.strip() for t in text.split(",") if t.strip()]
-            item = default[0] if default else ""
-            return [parse_value(key, t, item) for t in items]
-        if default is None:  # a JSON literal (number, bool, null, list, object), else the text
-            literal = text[:1] in "-0123456789[{" or text in ("null", "true", "false")
-            return json.loads(text) if literal else text
-        return text
-    except (ValueError, json.JSONDecodeError):
-        raise bad from None
-
-
-def _finite(value: float) -> float:
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(value)
-    return value
-
-
-def _coerce(key: str, raw: Any, default: Any, bad: ConfigError) -> Any:
-    """A value that is not a string, checked against the type of `default`."""
-    if default is None:
-        return raw
-    if isinstance(default, bool):
-        if isinstance(raw, bool):
-            return raw
-        raise bad
-    if isinstance(raw, bool):
-        raise bad
-    if isinstance(default, int):
-        if isinstance(raw, int) or (isinstance(raw, float) and _is_whole(raw)):
-            return int(raw)
-        raise bad
-    if isinstance(default, float):
-        if isinstance(raw, (int, float)):
-            try:
-                return _finite(float(raw))
-            except ValueError:
-                raise bad from None
-        raise bad
-    if isinstance(default, (list, tuple)):
-        if not isinstance(raw, (list, tuple)):
-            raw = [raw]
-        item = default[0] if default else ""
-        return [parse_value(key, x, item) for x in raw]
-    if isinstance(default, str):
-        if isinstance(raw, os.PathLike):
-            return os.fspath(raw)
-        if isinstance(raw, str):
-            return raw
-        raise bad
-    return raw
-
-
-def _is_whole(value: float) -> bool:
-    return value == value and value not in (float("inf"), float("-inf")) and value == int(value)
-
-
-def require(condition: bool, message: str) -> None:
-    """For `Experiment.check`: raise a `ConfigError` with `message` unless `condition`."""
-    if not condition:
-        raise ConfigError(message)
-
-
-def require_mirrored_samples(config: Mapping[str, Any], key: str = "samples") -> None:
-    """The ES sample count `config[key]`: mirrored pairs, so even and at least 2."""
-    require(config[key] >= 2 and config[key] % 2 == 0, f"{key} must be even and >= 2")
-
-
-def methods_of(config: Mapping[str, Any], key: str = "methods") -> list[str]:
-    value = config[key]
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def require_positive(config: Mapping[str, Any], *keys: str) -> None:
-    """Each `config[key]` must be a finite number > 0."""
-    for key in keys:
-        value = config[key]
-        require(value > 0 and value != float("inf"), f"{key} must be positive, got {value}")
-
-
-def require_at_least(config: Mapping[str, Any], minimum: int, *keys: str) -> None:
-    """Each `config[key]` must be >= `minimum`."""
-    for key in keys:
-        require(config[key] >= minimum, f"{key} must be >= {minimum}, got {config[key]}")
-
-
-def require_fits(n_bytes: float, what: str) -> None:
-    """`n_bytes` (a lower bound on what a run must hold at once) must fit in the memory
-    free now (`bbpes.devices.available_memory_bytes`): sizes far too large for this
-    machine are refused before anything is allocated."""
-    from ..devices import available_memory_bytes
-
-    free = available_memory_bytes()
-    require(
-        n_bytes <= free,
-        f"{what} need at least {n_bytes / 1e9:.3g} GB, more than the {free / 1e9:.3g} GB free",
+        for key, value in defaults.items()
     )
-
-
-class SignalChoices(tuple):
-    """The signal names a `method` setting lists (`bbpes show`), that also accepts a
-    `package.module:OBJECT` reference to a user's own signal (loaded, and refused in one
-    line if it is none, by the experiment's check)."""
-
-    def __contains__(self, value: object) -> bool:
-        return super().__contains__(value) or (isinstance(value, str) and is_reference(value))
-
-
-def signal_choices() -> SignalChoices:
-    """The values a `method` setting accepts: every signal of `bbpes.signals`, and a
-    reference to one of the user's."""
-    return SignalChoices(signals.names())
+    return _experiment.Experiment(name, summary, run, settings, check=check, resolve=resolve)
 
 
 def signal_settings(defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,118 +50,3 @@ def signal_settings(defaults: Mapping[str, Any]) -> dict[str, Any]:
 def signal_help(help: Mapping[str, str]) -> dict[str, str]:
     """`help` with a line for every signal knob it lacks."""
     return {**signals.knob_help(), **help}
-
-
-def check_signals(
-    config: Mapping[str, Any],
-    key: str,
-    forms: Iterable[str],
-    task: str = "this task",
-    unsupported: Mapping[str, str] | None = None,
-    *,
-    sample_bytes: float = 0.0,
-) -> None:
-    """The methods named in `config[key]` are signals whose learner builds from a task
-    offering the loss forms `forms` (fields of `bbpes.signals.LossForms`) and these
-    knobs, and are not `unsupported` (name -> why); the signal knobs are valid, and the
-    population's losses and weights (`samples` of each) and the `es_chunk` perturbed
-    evaluations held at once (`sample_bytes` each) fit in memory."""
-    offered, refused = set(forms), dict(unsupported or {})
-    check_signal_knobs(config)
-    usable = [
-        n for n in signal_choices() if signals.signal(n).needs in offered and n not in refused
-    ]
-    for method in methods_of(config, key):
-        info = signals.signal(method)
-        require(method not in refused, refused.get(method, ""))
-        require(
-            info.needs in offered,
-            f"method {method!r} needs the task's {info.needs}, which {task} does not offer"
-            f" (available: {', '.join(usable)})",
-        )
-        info.check(config)
-        probe_learner(method, offered, config)
-    at_once = min(config["es_chunk"] or config["samples"], config["samples"])
-    require_fits(
-        32.0 * config["samples"] + at_once * sample_bytes,
-        f"an ES population of {config['samples']} ({at_once} evaluated at once)",
-    )
-
-
-def check_signal_knobs(config: Mapping[str, Any]) -> None:
-    """Every signal knob that `config` has is in its range (each `bbpes.signals.Knob`
-    says its own: `samples` even, `guided_alpha` in [0, 1], a count whose 0 means
-    "chosen from the others" >= 0...)."""
-    require_mirrored_samples(config)
-    for s in signals.BUILTIN:
-        s.check(config)
-    if "tangents" in config:
-        require_fits(32.0 * config["tangents"], f"{config['tangents']} forward-gradient tangents")
-
-
-class _Form:
-    """A stand-in for a loss form in `probe_learner`: any attribute is None (an
-    `ODELoss` without observations), and calling it is an error."""
-
-    def __getattr__(self, name):
-        return None
-
-    def __call__(self, *args, **kwargs):
-        raise RuntimeError("a stand-in loss form was called")
-
-
-def probe_learner(method: str, forms: Iterable[str], config: Mapping[str, Any]) -> None:
-    """Build `method`'s learner from stand-ins of the loss forms `forms` and the knobs
-    of `config`, as `check` must: what `make_learner` refuses (a form or a knob it
-    needs) is a one-line `ConfigError` here, before anything runs. Errors that need the
-    real forms are left for the run."""
-    stand_ins = signals.LossForms(**{form: _Form() for form in forms})
-    knobs = signal_knobs(config)
-    try:
-        signals.signal(method).learner(stand_ins, optax.identity(), {**knobs, "n_params": 1})
-    except ConfigError as error:
-        raise ConfigError(f"method {method!r}: {error}") from None
-    except ValueError as error:  # a knob the estimator refuses (samples, tangents...)
-        message = str(error).strip().splitlines()
-        raise ConfigError(f"method {method!r}: {message[0] if message else error}") from None
-    except Exception:
-        pass  # building this learner needs the task's real loss forms: decided at run time
-
-
-def require_steps(t_end: float, dt: float, what: str = "t_end") -> int:
-    """The number of fixed steps of `dt` in `t_end` (`bbpes.neurons.n_steps`): a whole
-    number, at least 1 and at most `MAX_LOOP`."""
-    from ..neurons.base import n_steps
-
-    try:
-        steps = n_steps(t_end, dt)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    require(
-        steps <= MAX_LOOP, f"{what}={t_end:g} is {steps:.3g} steps of dt={dt:g}, over {MAX_LOOP}"
-    )
-    return steps
-
-
-def signal_optimizer(
-    method: str,
-    config: Mapping[str, Any],
-    make: Callable[[Any], optax.GradientTransformation],
-    *,
-    lr: Mapping[str, str] | None = None,
-    clip: str | None = "clip",
-) -> optax.GradientTransformation:
-    """`bbpes.signals.Signal.optimizer` of `method` on `config`."""
-    return signals.signal(method).optimizer(config, make, lr=lr, clip=clip)
-
-
-signal_knobs = signals.knobs_in
-"""`bbpes.signals.knobs_in`: the signal knobs that `config` sets."""
-
-
-signal_learner = signals.learner_for
-"""`bbpes.signals.learner_for`: `method`'s learner with the knobs of an experiment's
-`config` and `n_params` of `params`."""
-
-n_params = signals.n_params
-"""`bbpes.signals.n_params`: the trainable numbers of a pytree."""

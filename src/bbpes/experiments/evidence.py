@@ -25,6 +25,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..framework import Experiment, Setting
+from ..framework.checks import (
+    MAX_LOOP,
+    check_signals,
+    methods_of,
+    require,
+    require_fits,
+    require_steps,
+    signal_choices,
+    signal_learner,
+    signal_optimizer,
+    signal_settings,
+)
 from ..memory import compiled_peak_bytes, memory_limit_bytes
 from ..models.bnn import RecurrentNetwork, Weights
 from ..neurons import registry
@@ -45,22 +58,6 @@ from ..tasks.evidence_setup import (
     spike_rates,
 )
 from ..train import compile_step, train
-from .base import (
-    MAX_LOOP,
-    Experiment,
-    check_signals,
-    methods_of,
-    require,
-    require_at_least,
-    require_fits,
-    require_positive,
-    require_steps,
-    signal_choices,
-    signal_help,
-    signal_learner,
-    signal_optimizer,
-    signal_settings,
-)
 from .evidence_plots import plot_accuracy, plot_pca
 from .history import first_at_least, nonfinite_steps, seconds_per_iteration
 
@@ -258,16 +255,6 @@ def measured_rate(task: EvidenceTask, network: RecurrentNetwork, config: dict) -
 
 def check(config: dict[str, Any]) -> None:
     check_signals(config, "method", FORMS, "evidence", sample_bytes=member_bytes(config))
-    require_at_least(config, 1, "n_cells", "batch", "steps", "seeds", "eval_every")
-    require_at_least(config, 1, "n_inputs", "input_dim", "test_trials", "rate_trials")
-    require_positive(config, "dt", "window", "lr", "lr_es", "ode_rtol", "ode_atol")
-    require(
-        0 <= config["ode_max_steps"] <= MAX_LOOP,
-        f"ode_max_steps must be in 0..{MAX_LOOP} (0: the stepper's steps)",
-    )
-    require(config["memory_limit_gb"] >= 0, "memory_limit_gb must be >= 0 (0: 80% of free memory)")
-    for key in ("in_scale", "rec_scale", "out_scale"):
-        require(config[key] >= 0, f"{key} must be >= 0 (a standard deviation)")
     hold = hold_ms(config)
     for name, value in (("hold", hold), ("window", config["window"])):
         steps = value / config["dt"]
@@ -280,16 +267,12 @@ def check(config: dict[str, Any]) -> None:
     )
     require_steps(config["n_inputs"] * hold, config["dt"], "the trial (n_inputs x hold)")
     require(
-        min(config["p_null"], config["p_favoured"]) >= 0
-        and config["p_null"] + config["p_favoured"] <= 1
-        and config["p_null"] < 1,
-        "p_null and p_favoured must be probabilities with p_null + p_favoured <= 1, p_null < 1",
+        config["p_null"] + config["p_favoured"] <= 1 and config["p_null"] < 1,
+        "p_null and p_favoured must add up to at most 1, p_null < 1",
     )
     require(
         1 <= config["pca_trials"] <= config["test_trials"], "need 1 <= pca_trials <= test_trials"
     )
-    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
-    require(config["neuron"] == "case" or config["neuron"] in registry.CELLS, "unknown neuron")
     require_fits(evidence_bytes(config), "the evidence network and its test set")
 
 
@@ -307,86 +290,115 @@ def evidence_bytes(config: dict[str, Any]) -> float:
     return member_bytes(config) + 4.0 * trials
 
 
+class _Cells:
+    """The `neuron` values: 'case', or a registered cell (plugins' included)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name == "case" or name in registry.CELLS
+
+    def __iter__(self):
+        return iter(["case", *registry.CELLS])
+
+
+SETTINGS = (
+    Setting(
+        "case",
+        "A",
+        "A: non-explosive 300 ms; B: explosive 300 ms; C: non-explosive 1 s",
+        choices=tuple(CASES),
+    ),
+    Setting(
+        "method",
+        PAPER_METHODS,
+        "learning signals to compare (any of `bbpes.signals`; "
+        "those predicted not to fit in memory are skipped)",
+        choices=SIGNALS,
+        quick=["es", "bptt"],
+    ),
+    Setting(
+        "neuron",
+        "case",
+        "cell model (a name in bbpes.neurons.CELLS), or 'case' for the case's",
+        choices=_Cells(),
+    ),
+    Setting("hold", 0.0, "time each input is held", "ms", low=0, zero="the case's, 6 or 20 ms"),
+    Setting("n_cells", 128, "cells in the recurrent network", low=1, quick=32),
+    Setting("batch", 64, "trials per iteration", low=1, quick=32),
+    Setting("lr", 5e-4, "Adam learning rate of the gradient signals", positive=True, quick=0.002),
+    Setting("lr_es", 0.002, "Adam learning rate of the losses-only signals", positive=True),
+    Setting(
+        "lr_schedule",
+        "cosine",
+        "constant, or cosine (decay to a tenth over the run)",
+        choices=("constant", "cosine"),
+    ),
+    Setting(
+        "clip", 20.0, "clip each gradient's global norm to this before Adam", low=0, zero="off"
+    ),
+    Setting("steps", 300, "training iterations", low=1, quick=150),
+    Setting("seeds", 5, "seeds per method", low=1, quick=1),
+    Setting("eval_every", 10, "iterations between test evaluations", low=1),
+    Setting("test_trials", 1000, "test trials", low=1, quick=256),
+    Setting("n_inputs", 50, "inputs per trial", low=1, quick=10),
+    Setting("input_dim", 32, "dimension of each input token", low=1),
+    Setting("window", 10.0, "readout window at the end of the trial", "ms", positive=True),
+    Setting("dt", 0.1, "integration step", "ms", positive=True),
+    Setting("p_null", 0.25, "probability of a null input", low=0, high=1),
+    Setting(
+        "p_favoured",
+        0.5,
+        "probability of the trial's favoured type (the rest split evenly)",
+        low=0,
+        high=1,
+    ),
+    Setting(
+        "i_app",
+        1.0,
+        "fixed bias current, in units of the cell's tonic-firing current",
+        any_value=True,
+    ),
+    Setting(
+        "in_scale", 1.0, "std of W_in x at init (units of the cell's tonic-firing current)", low=0
+    ),
+    Setting("rec_scale", 0.0, "std of W_rec T at init for all cells firing (same units)", low=0),
+    Setting("out_scale", 0.1, "std of the readout weights at init", low=0),
+    Setting("out_bias", 1 / 3, "the readout's initial bias", any_value=True),
+    Setting("ode_rtol", 1e-4, "pnde/fnde solver relative tolerance", positive=True),
+    Setting("ode_atol", 1e-4, "pnde/fnde solver absolute tolerance", positive=True),
+    Setting(
+        "ode_max_steps",
+        0,
+        "pnde/fnde solver step budget (pnde's memory grows with it; "
+        "Hodgkin-Huxley needs about 10x)",
+        low=0,
+        high=MAX_LOOP,
+        zero="the stepper's step count",
+    ),
+    Setting(
+        "memory_limit_gb",
+        0.0,
+        "skip methods predicted to need more",
+        "GB",
+        low=0,
+        zero="80% of free memory",
+    ),
+    Setting(
+        "rate_trials",
+        64,
+        "test trials on which the spike rates inside the network are measured",
+        low=1,
+    ),
+    Setting(
+        "pca_trials", 90, "test trials shown in the PCA of the hidden activity (Fig. 7B)", low=1
+    ),
+    Setting("x64", False, "simulate in float64"),
+    *signal_settings({"es_chunk": 20}, {"samples": 20}),
+)
+
 EXPERIMENT = Experiment(
     name="evidence",
     summary="recurrent Morris-Lecar network on evidence integration: ES vs BPTT and adjoints, cases A-C (Figs. 7-8)",
     run=run,
-    defaults=signal_settings(
-        {
-            "case": "A",
-            "method": PAPER_METHODS,
-            "neuron": "case",
-            "hold": 0.0,
-            "n_cells": 128,
-            "batch": 64,
-            "samples": 100,
-            "sigma": 0.02,
-            "lr": 5e-4,
-            "lr_es": 0.002,
-            "lr_schedule": "cosine",
-            "clip": 20.0,
-            "steps": 300,
-            "seeds": 5,
-            "eval_every": 10,
-            "test_trials": 1000,
-            "n_inputs": 50,
-            "input_dim": 32,
-            "window": 10.0,
-            "dt": 0.1,
-            "p_null": 0.25,
-            "p_favoured": 0.5,
-            "i_app": 1.0,
-            "in_scale": 1.0,
-            "rec_scale": 0.0,
-            "out_scale": 0.1,
-            "out_bias": 1 / 3,
-            "es_chunk": 20,
-            "ode_rtol": 1e-4,
-            "ode_atol": 1e-4,
-            "ode_max_steps": 0,
-            "memory_limit_gb": 0.0,
-            "rate_trials": 64,
-            "pca_trials": 90,
-            "x64": False,
-        }
-    ),
-    quick={
-        "method": ["es", "bptt"],
-        "n_cells": 32,
-        "batch": 32,
-        "samples": 20,
-        "lr": 0.002,
-        "steps": 150,
-        "seeds": 1,
-        "test_trials": 256,
-        "n_inputs": 10,
-    },
-    choices={"case": tuple(CASES), "method": SIGNALS, "lr_schedule": ("constant", "cosine")},
+    settings=SETTINGS,
     check=check,
-    help=signal_help(
-        {
-            "case": "A: non-explosive 300 ms; B: explosive 300 ms; C: non-explosive 1 s",
-            "method": "learning signals to compare (any of `bbpes.signals`; those predicted "
-            "not to fit in memory are skipped)",
-            "neuron": "cell model (a name in bbpes.neurons.CELLS), or 'case' for the case's",
-            "hold": "ms each input is held (0: the case's, 6 or 20 ms)",
-            "samples": "ES population per iteration (mirrored pairs)",
-            "sigma": "ES perturbation std, in weight units",
-            "lr": "Adam learning rate of the backprop methods",
-            "lr_es": "Adam learning rate of ES",
-            "lr_schedule": "constant, or cosine (decay to a tenth over the run)",
-            "clip": "clip each gradient's global norm to this before Adam (0: off)",
-            "i_app": "fixed bias current, in units of the cell's tonic-firing current",
-            "in_scale": "std of W_in x at init (units of the cell's tonic-firing current)",
-            "rec_scale": "std of W_rec T at init for all cells firing (same units)",
-            "es_chunk": "ES samples evaluated at once (0: all)",
-            "memory_limit_gb": "skip methods predicted to need more (0: 80% of free memory)",
-            "ode_max_steps": "pnde/fnde solver step budget (0: the stepper's step count; pnde's "
-            "memory grows with it; Hodgkin-Huxley needs about 10x)",
-            "p_null": "probability of a null input",
-            "p_favoured": "probability of the trial's favoured type (the rest split evenly)",
-            "rate_trials": "test trials on which the spike rates inside the network are measured",
-            "pca_trials": "test trials shown in the PCA of the hidden activity (Fig. 7B)",
-        }
-    ),
 )

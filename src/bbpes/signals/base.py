@@ -17,51 +17,14 @@ from typing import Any, Literal
 import optax
 
 from ..errors import ConfigError
+from ..settings import Setting
 
 Family = Literal["backprop", "forward"]
 
 
-@dataclass(frozen=True)
-class Knob:
-    """One setting of a signal.
-
-    - `default`: its value when an experiment does not set it; its type is the knob's
-      type (bool, int or float).
-    - `low`: the smallest value allowed (None: any); `positive`: a float must be > 0.
-    - `zero`: what 0 means, where 0 is allowed and means "chosen from the others"
-      (shown in the help and in the error).
-    - `unit`: its unit ("" for a count or a pure number).
-    """
-
-    name: str
-    default: bool | int | float
-    help: str
-    unit: str = ""
-    low: float | None = None
-    high: float | None = None
-    positive: bool = False
-    zero: str = ""
-    even: bool = False
-
-    def describe(self) -> str:
-        """The help line `bbpes show` prints."""
-        text = self.help + (f" [{self.unit}]" if self.unit else "")
-        return text + (f" (0: {self.zero})" if self.zero else "")
-
-    def check(self, value: Any) -> None:
-        """A one-line `ConfigError` when `value` is out of this knob's range."""
-        if isinstance(self.default, bool):
-            return
-        name = self.name
-        if self.positive and not value > 0:
-            raise ConfigError(f"{name} must be > 0, got {value}")
-        if self.low is not None and value < self.low:
-            hint = f" (0: {self.zero})" if self.zero and self.low == 0 else ""
-            raise ConfigError(f"{name} must be >= {self.low:g}{hint}, got {value}")
-        if self.high is not None and value > self.high:
-            raise ConfigError(f"{name} must be <= {self.high:g}, got {value}")
-        if self.even and value % 2:
-            raise ConfigError(f"{name} must be even (mirrored pairs), got {value}")
+Knob = Setting
+"""A signal's knob is a `bbpes.settings.Setting`: its name, default, help, unit, range
+and what 0 means where 0 means "chosen from the others"."""
 
 
 @dataclass(frozen=True)

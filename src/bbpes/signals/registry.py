@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import optax
 
 from ..errors import ConfigError
 from ..imports import entry_point_objects, is_reference, load_reference
-from .base import LossForms, Signal
+from .base import Knob, LossForms, Signal
 
 ENTRY_POINTS = "bbpes.signals"
 
@@ -167,22 +168,36 @@ def knob_defaults(signals: Iterable[Signal] | None = None) -> dict[str, Any]:
     return out
 
 
-def knob_help(signals: Iterable[Signal] | None = None) -> dict[str, str]:
-    """A help line per knob name: the first declaration's, then which signals read it
-    (`bbpes show SIGNAL` gives each signal's own meaning)."""
-    lines: dict[str, str] = {}
+def _readers(signals: Iterable[Signal] | None) -> dict[str, tuple[Knob, str]]:
+    """Per knob name: its first declaration, and the signals that read it (evosax's
+    strategies as one `evosax:*`)."""
+    first: dict[str, Knob] = {}
     readers: dict[str, list[str]] = {}
     for s in _all().values() if signals is None else signals:
         for knob in s.knobs:
-            lines.setdefault(knob.name, knob.describe())
+            first.setdefault(knob.name, knob)
             readers.setdefault(knob.name, []).append(s.name)
     out = {}
-    for name, line in lines.items():
+    for name, knob in first.items():
         who = [n for n in readers[name] if not n.startswith("evosax:")]
         if any(n.startswith("evosax:") for n in readers[name]):
             who.append("evosax:*")
-        out[name] = f"{line}; read by {', '.join(who)}"
+        out[name] = (knob, ", ".join(who))
     return out
+
+
+def knob_help(signals: Iterable[Signal] | None = None) -> dict[str, str]:
+    """A help line per knob name: the first declaration's, then which signals read it
+    (`bbpes show SIGNAL` gives each signal's own meaning)."""
+    return {n: f"{k.describe()}; read by {who}" for n, (k, who) in _readers(signals).items()}
+
+
+def knob_settings(signals: Iterable[Signal] | None = None) -> tuple[Knob, ...]:
+    """One setting per knob name of `signals` (default: all registered): the first
+    declaration's default and range, its help followed by the signals that read it."""
+    return tuple(
+        replace(k, help=f"{k.help}; read by {who}") for k, who in _readers(signals).values()
+    )
 
 
 def knobs_in(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,10 +32,11 @@ from typing import Any
 import jax
 
 from ..devices import describe
+from ..errors import ConfigError
 from ..progress import log
 from ..runs import CHECKPOINTS, CONFIG, METRICS, RunDir, to_jsonable
-from . import get
-from .base import ConfigError, Experiment
+from .experiment import Experiment
+from .registry import get
 
 
 def default_out(name: str) -> Path:
@@ -53,8 +54,8 @@ def read_settings_file(path: str | Path, name: str) -> tuple[dict[str, Any], boo
     - `name`: the experiment the settings are for.
 
     **Returns:** `(settings, quick)`: the settings as overrides for
-    `Experiment.config` (values of the defaults' types; strings are parsed like
-    `--set` values) and the file's `quick` flag (False when absent).
+    `Experiment.config` (parsed and checked by their declarations, strings as `--set`
+    values are) and the file's `quick` flag (False when absent).
 
     Raises `ConfigError` (one line, naming the file) for a missing or unreadable file,
     another experiment, an unknown key or a value of the wrong type.
@@ -79,42 +80,12 @@ def read_settings_file(path: str | Path, name: str) -> tuple[dict[str, Any], boo
     quick = settings.pop("quick", False)
     if not isinstance(quick, bool):
         raise ConfigError(f"--config {path}: 'quick' must be true or false, got {quick!r}")
-    known = {**experiment.defaults, **experiment.quick}
-    known.setdefault("seed", 0)
     for key, value in settings.items():
-        if key not in known:
-            names = ", ".join(sorted(known))
-            raise ConfigError(
-                f"--config {path}: unknown setting '{key}' for {name} (known: {names})"
-            )
-        settings[key] = _typed(path, key, value, experiment.defaults.get(key, known[key]))
+        try:
+            settings[key] = experiment.setting(key).parse(value)
+        except ConfigError as error:
+            raise ConfigError(f"--config {path}: {error}") from None
     return settings, quick
-
-
-def _typed(path: Path, key: str, value: Any, default: Any) -> Any:
-    """`value` if it has the type of `default` (ints count as floats); strings are left
-    for `parse_value`, which parses them as `--set` does."""
-    if isinstance(value, str) or default is None:
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, (list, tuple)):
-        ok = isinstance(value, list)
-        if ok and default:
-            value = [_typed(path, key, v, default[0]) for v in value]
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        kind = "list" if isinstance(default, (list, tuple)) else type(default).__name__
-        raise ConfigError(f"--config {path}: bad value {value!r} for '{key}' (expected {kind})")
-    return value
 
 
 def resolve_config(
