@@ -80,7 +80,7 @@ def test_a_method_that_would_not_fit_is_reported_with_its_need(tmp_path):
         ({"method": "es,magic"}, "bad value 'magic'"),
         ({"samples": 5}, "samples must be even"),
         ({"hold": 0.25}, "whole number of steps"),
-        ({"neuron": "squid"}, "unknown neuron"),
+        ({"neuron": "squid"}, "bad value 'squid' for 'neuron'"),
         ({"method": "bptt_surrogate"}, "does not offer"),
         ({"n_cells": 0}, "n_cells must be >= 1"),
         ({"p_null": 1.0, "p_favoured": 0.0}, "p_null < 1"),
