@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from bbpes import experiments
+from bbpes import experiments, imports
 from bbpes.errors import ConfigError
+from bbpes.framework import catalog as experiment_registry
 from bbpes.neurons import registry
 
 PLUGIN = Path(__file__).parent / "fixtures" / "bbpes_plugin_example"
@@ -126,18 +127,20 @@ def test_the_evidence_experiment_trains_a_network_of_the_plugin_cell(tmp_path):
 def entry_points(monkeypatch):
     """Fake entry points for the in-process registries; the plugin package importable."""
     monkeypatch.syspath_prepend(str(PLUGIN / "src"))
-    found: dict[str, list[EntryPoint]] = {registry.ENTRY_POINTS: [], experiments.ENTRY_POINTS: []}
+    found: dict[str, list[EntryPoint]] = {
+        registry.ENTRY_POINTS: [],
+        experiment_registry.ENTRY_POINTS: [],
+    }
 
     def add(group: str, name: str, value: str) -> None:
         found[group].append(EntryPoint(name, value, group))
 
-    monkeypatch.setattr(registry, "_entry_points", lambda: found[registry.ENTRY_POINTS])
-    monkeypatch.setattr(experiments, "_entry_points", lambda: found[experiments.ENTRY_POINTS])
+    monkeypatch.setattr(imports, "entry_points", lambda group: found.get(group, []))
     registry._plugins.cache_clear()
-    experiments._plugins.cache_clear()
+    experiment_registry.plugins.cache_clear()
     yield add
     registry._plugins.cache_clear()
-    experiments._plugins.cache_clear()
+    experiment_registry.plugins.cache_clear()
 
 
 def test_plugin_cells_join_cells_and_drive_and_broken_ones_are_skipped(entry_points):
@@ -184,7 +187,7 @@ def test_register_adds_a_cell_in_process(entry_points):
 
 
 def test_plugin_experiments_join_the_registry(entry_points):
-    group = experiments.ENTRY_POINTS
+    group = experiment_registry.ENTRY_POINTS
     entry_points(group, "plugin_demo", "bbpes_plugin_example:EXPERIMENT")
     entry_points(group, "broken", "no_such_module:EXPERIMENT")
     with pytest.warns(UserWarning, match="no_such_module"):

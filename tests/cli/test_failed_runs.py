@@ -10,7 +10,7 @@ import pytest
 
 from bbpes.cli import main
 from bbpes.errors import ConfigError
-from bbpes.experiments import Experiment, runner
+from bbpes.framework import Experiment, Setting, runner
 from bbpes.experiments import get as real_get
 from bbpes.runs import CHECKPOINTS
 
@@ -36,8 +36,14 @@ FAKE = Experiment(
     name="fake",
     summary="a run that fails as told",
     run=_run,
-    defaults={"fail": "none"},
-    choices={"fail": ("none", "config", "config_late", "bug", "bug_late", "interrupt")},
+    settings=(
+        Setting(
+            "fail",
+            "none",
+            "how the run fails",
+            choices=("none", "config", "config_late", "bug", "bug_late", "interrupt"),
+        ),
+    ),
 )
 
 

@@ -8,7 +8,7 @@ Experiments themselves live in `bbpes.experiments`; nothing here imports one by 
 from ..errors import ConfigError
 from ..settings import UNSET, Setting
 from .experiment import MAX_SEED, SEED, Experiment
-from .registry import ENTRY_POINTS, get, registry
+from .catalog import ENTRY_POINTS, get, registry
 
 __all__ = [
     "ENTRY_POINTS",

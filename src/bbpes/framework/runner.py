@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..progress import log
 from ..runs import CHECKPOINTS, CONFIG, METRICS, RunDir, to_jsonable
 from .experiment import Experiment
-from .registry import get
+from .catalog import get
 
 
 def default_out(name: str) -> Path:

@@ -13,12 +13,12 @@ Plugins are loaded on first use, once per process; `register` adds a cell in-pro
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..imports import entry_point_objects
 from .base import AbstractCell
 from .fitzhugh_nagumo import FITZHUGH_NAGUMO
 from .hodgkin_huxley import HODGKIN_HUXLEY
@@ -63,37 +63,23 @@ def register(name: str, cell: AbstractCell, drive: float | None = None) -> None:
     _REGISTERED[name] = RegisteredCell(cell, None if drive is None else float(drive))
 
 
-def _entry_points() -> list[importlib.metadata.EntryPoint]:
-    return list(importlib.metadata.entry_points(group=ENTRY_POINTS))
+def _is_cell(value: object) -> bool:
+    cell = value.cell if isinstance(value, RegisteredCell) else value
+    return isinstance(cell, AbstractCell)
 
 
 @functools.cache
 def _plugins() -> dict[str, RegisteredCell]:
-    """The cells of the installed `bbpes.cells` entry points. One that fails to load,
-    is not a cell, or takes a built-in name is skipped with a warning, so that one
-    broken plugin does not take every command down with it."""
+    """The cells of the installed `bbpes.cells` entry points (`bbpes.imports`: one that
+    fails to load or is not a `RegisteredCell` or `AbstractCell` is skipped with a
+    warning); one that takes a built-in name is skipped with a warning too."""
     found = {}
-    for entry in _entry_points():
-        try:
-            value = entry.load()
-        except Exception as error:  # a plugin's import error is the plugin's
-            warnings.warn(f"bbpes: skipping neuron plugin {entry.value!r}: {error!r}", stacklevel=2)
+    loaded = entry_point_objects(ENTRY_POINTS, _is_cell, "RegisteredCell or AbstractCell")
+    for name, value in loaded.items():
+        if name in _BUILTIN:
+            warnings.warn(f"bbpes: skipping neuron plugin {name!r}: the name is built in", stacklevel=2)
             continue
-        if isinstance(value, AbstractCell):
-            value = RegisteredCell(value)
-        if not isinstance(value, RegisteredCell) or not isinstance(value.cell, AbstractCell):
-            warnings.warn(
-                f"bbpes: skipping neuron plugin {entry.value!r}: not a RegisteredCell or "
-                "AbstractCell",
-                stacklevel=2,
-            )
-        elif entry.name in _BUILTIN:
-            warnings.warn(
-                f"bbpes: skipping neuron plugin {entry.value!r}: {entry.name!r} is built in",
-                stacklevel=2,
-            )
-        else:
-            found[entry.name] = value
+        found[name] = value if isinstance(value, RegisteredCell) else RegisteredCell(value)
     return found
 
 

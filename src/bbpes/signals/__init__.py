@@ -17,12 +17,15 @@ pass is measured (`bbpes.bench`), not assumed.
 
 from __future__ import annotations
 
-from .backprop import ADJOINT_SIGNALS, BPTT, BPTT_SIGNALS, SURROGATE, Adjoint
+import importlib
+import pkgutil
+
+from .backprop import ADJOINT_SIGNALS, BPTT, Adjoint
 from .base import Knob, LossForms, Signal, ode_forms
 from .evosax import EVOSAX_SIGNALS, Evosax
 from .evosax import PREFIX as EVOSAX_PREFIX
 from .forward_mode import FiniteDifference, ForwardGradient
-from .perturbation import ES, ES_SIGNALS, GuidedES, WeightPerturbation
+from .perturbation import ES, GuidedES, WeightPerturbation
 from .registry import (
     available,
     color,
@@ -40,17 +43,18 @@ from .registry import (
 )
 from .tunable import HYPERPARAMETERS, tunable_learner
 
-BUILTIN: tuple[Signal, ...] = (
-    ES_SIGNALS[0],
-    *BPTT_SIGNALS,
-    *ADJOINT_SIGNALS,
-    FiniteDifference(),
-    ES_SIGNALS[1],
-    ForwardGradient(),
-    GuidedES(),
-    SURROGATE,
-    WeightPerturbation(),
-)
+
+def _builtin() -> tuple[Signal, ...]:
+    """Every module's `BUILTIN` signals, modules in name order: a new signal is its own
+    file (a `Signal` subclass or instance listed in the module's `BUILTIN`) and its
+    test, with no line to add here."""
+    found: list[Signal] = []
+    for info in pkgutil.iter_modules(__path__):
+        found += getattr(importlib.import_module(f"{__name__}.{info.name}"), "BUILTIN", ())
+    return tuple(found)
+
+
+BUILTIN: tuple[Signal, ...] = _builtin()
 """bbpes's own signals, in the order `bbpes show` lists them."""
 
 for _s in (*BUILTIN, *EVOSAX_SIGNALS):

@@ -102,3 +102,7 @@ SURROGATE = BPTT(
     color="tab:pink",
     knobs=(SURROGATE_SLOPE,),
 )
+
+BUILTIN: tuple[Signal, ...] = (*BPTT_SIGNALS, SURROGATE, *ADJOINT_SIGNALS)
+"""The signals of this module that bbpes registers (`bbpes.signals` finds every module's
+`BUILTIN`)."""

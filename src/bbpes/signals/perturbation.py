@@ -168,3 +168,7 @@ ES_SIGNALS = (
         lowrank=True,
     ),
 )
+
+BUILTIN: tuple[Signal, ...] = (*ES_SIGNALS, GuidedES(), WeightPerturbation())
+"""The signals of this module that bbpes registers (`bbpes.signals` finds every module's
+`BUILTIN`)."""

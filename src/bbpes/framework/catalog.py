@@ -39,9 +39,10 @@ def builtin() -> dict[str, Experiment]:
     return dict(sorted(found.items()))
 
 
+@functools.cache
 def plugins() -> dict[str, Experiment]:
     """The experiments of the installed `bbpes.experiments` entry points, by their own
-    `name` (a broken one is skipped with a warning: `bbpes.imports`)."""
+    `name` (a broken one is skipped with a warning: `bbpes.imports`), loaded once."""
     loaded = entry_point_objects(ENTRY_POINTS, lambda v: isinstance(v, Experiment), "experiment")
     return {e.name: e for e in loaded.values()}
 
