@@ -44,7 +44,7 @@ KEYS = (
 
 def _run(name: str, overrides: dict, out: Path) -> tuple[dict, list[dict]]:
     """metrics and history of `bbpes run NAME` into `out` (resumed if interrupted)."""
-    from bbpes.experiments.runner import run_experiment
+    from bbpes.framework.runner import run_experiment
     from bbpes.runs import RunDir
 
     run = RunDir(out)

@@ -102,7 +102,7 @@ def oscillation(scale: str):
 
 
 def main():
-    from bbpes.experiments.runner import run_experiment
+    from bbpes.framework.runner import run_experiment
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # `own_study` importable by name
     settings = {

@@ -58,7 +58,7 @@ def plot(run_dir: Path, metric: str = "loss") -> Path:
 
 def small_run() -> Path:
     """A `turn-off` run (one Morris-Lecar cell, ES and BPTT) to have a history to read."""
-    from bbpes.experiments.runner import run_experiment
+    from bbpes.framework.runner import run_experiment
 
     settings = {"t_end": 200, "steps": 3, "grid_points": 5, "gradient_points": 2, "samples": 4}
     if not TINY:

@@ -121,3 +121,56 @@ def test_no_lower_layer_names_an_experiment_even_in_text():
         mine = layer_of[component(module_name(path))]
         if "experiments" not in allowed[mine] and mine != "experiments":
             assert not pattern.search(path.read_text()), module_name(path)
+
+
+EXPERIMENTS = PACKAGE / "experiments"
+
+
+def defines_experiment(path: Path) -> bool:
+    """Whether the module at `path` assigns `EXPERIMENT` at its top level."""
+    tree = ast.parse(path.read_text())
+    targets = [
+        t.id
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name)
+    ]
+    return "EXPERIMENT" in targets
+
+
+def test_experiments_holds_experiments_and_their_figures_only():
+    """A module of `bbpes.experiments` is an experiment (it defines `EXPERIMENT`) or the
+    figures and reports of one (its name ends in `_plots` or `_report`): library code
+    (task builders, regimes, shared settings, the framework) lives in its layer."""
+    other = [
+        p.name
+        for p in EXPERIMENTS.glob("*.py")
+        if p.name != "__init__.py"
+        and not defines_experiment(p)
+        and not p.stem.endswith(("_plots", "_report"))
+    ]
+    assert not other, f"not experiments, nor their figures: {other}"
+
+
+def test_experiments_do_not_import_each_other():
+    """No module of `bbpes.experiments` imports an experiment module (one that defines
+    `EXPERIMENT`): what two experiments share is library code, or a figure module. (A
+    benchmark, a layer above, may run an experiment's declared settings and checks:
+    `bbpes bench memory`.)"""
+    experiment_modules = {module_name(p) for p in EXPERIMENTS.glob("*.py") if defines_experiment(p)}
+    wrong = []
+    for path in sorted(EXPERIMENTS.glob("*.py")):
+        for line, target in imports(path):
+            named = {target}
+            if target == "bbpes.experiments":  # `from . import fit`: the names imported
+                tree = ast.parse(path.read_text())
+                named = {
+                    f"bbpes.experiments.{a.name}"
+                    for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.lineno == line
+                    for a in node.names
+                }
+            hit = named & experiment_modules - {module_name(path)}
+            wrong += [f"{module_name(path)} line {line}: {t}" for t in hit]
+    assert not wrong, f"experiment modules imported: {wrong}"

@@ -43,3 +43,30 @@ def test_the_budget_is_the_limit_given_else_a_fraction_of_what_is_free(monkeypat
     assert memory.memory_limit_bytes(2.5) == 2.5e9
     assert memory.memory_limit_bytes() == 8e9  # 80% of the CPU host's free memory
     assert memory.memory_limit_bytes(0.0, fraction=0.5) == 5e9
+
+
+def test_a_learning_signal_runs_once_as_it_is_measured():
+    """`run_learning_signal` evaluates the program `learning_signal_peak_bytes` compiles:
+    the estimator where there is one, else one step from `init(params)`."""
+    calls = []
+    params, key = jnp.ones(4, jnp.float32), jax.random.key(0)
+
+    def estimator(p, k):
+        calls.append("estimator")
+        return jnp.sum(p), p
+
+    memory.run_learning_signal(SimpleNamespace(estimator=estimator), params, key)
+    stepper = SimpleNamespace(
+        init=lambda p: 2 * p, step=lambda s, k: (calls.append("step"), (s, jnp.sum(s)))[1]
+    )
+    memory.run_learning_signal(stepper, params, key)
+    assert calls == ["estimator", "step"]
+
+
+def test_a_fresh_process_reports_its_own_peak_memory():
+    """Filling 400 MB more in the child raises its peak by about 400 MB (both fills
+    exceed the transient peak of importing JAX, which depends on the environment)."""
+    small = memory.subprocess_peak_rss("numpy:ones", 50_000_000)  # 400 MB of float64
+    large = memory.subprocess_peak_rss("numpy:ones", 100_000_000)  # 800 MB
+    assert 350e6 < large - small < 450e6
+    assert memory.peak_rss_bytes() > 10e6  # this process, for comparison

@@ -110,7 +110,7 @@ def _show(name: str) -> None:
         return
     experiment = get(name)
     print(f"{experiment.name}: {experiment.summary}")
-    config = experiment.config()
+    config = experiment.config(checked=False)
     table = experiment.table
     for key, value in config.items():
         if key not in table:

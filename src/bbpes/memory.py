@@ -1,7 +1,18 @@
-"""How much memory a compiled computation needs, read from XLA without running it."""
+"""How much memory a computation needs: read from XLA's compiled program without running
+it (`compiled_peak_bytes`, `learning_signal_peak_bytes`), or measured as the peak
+resident memory of a fresh process that runs it once (`subprocess_peak_rss`); and the
+memory a run may use (`memory_limit_bytes`).
+
+What one learning signal of the evidence network needs as its trial grows (the
+`memory` experiment and `bbpes bench memory`) is `bbpes.tasks.evidence_memory`, built
+on these.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +42,57 @@ def learning_signal_peak_bytes(learner: Any, params: Any, key: jax.Array, *batch
     if estimator is not None:
         return compiled_peak_bytes(estimator, params, key, *batch)
     return compiled_peak_bytes(learner.step, learner.init(params), key, *batch)
+
+
+def run_learning_signal(learner: Any, params: Any, key: jax.Array, *batch: Any) -> None:
+    """Evaluate once, and wait for, the program `learning_signal_peak_bytes` measures:
+    the estimator of `learner` where it has one, else one `step` from `init(params)`."""
+    estimator = getattr(learner, "estimator", None)
+    if estimator is not None:
+        jax.block_until_ready(jax.jit(estimator)(params, key, *batch))
+    else:
+        jax.block_until_ready(jax.jit(learner.step)(learner.init(params), key, *batch))
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident memory of this process's program so far (bytes): Linux's
+    `VmHWM`, which starts afresh at `exec` (`ru_maxrss` does not: a child started from
+    a large process reports the parent's peak), else `ru_maxrss`."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+_CHILD = """\
+import json, sys, jax
+jax.config.update('jax_enable_x64', {x64})
+from bbpes.imports import load_reference
+from bbpes.memory import peak_rss_bytes
+load_reference(sys.argv[1], 'a function')(*json.loads(sys.argv[2]))
+print(json.dumps(peak_rss_bytes()))
+"""
+
+
+def subprocess_peak_rss(reference: str, *args: Any, x64: bool = False) -> int:
+    """The peak resident memory (bytes) of a fresh Python that calls the function
+    `reference` (`package.module:function`) with `args` (JSON values) once, in float64
+    if `x64`: what running it costs, imports and JAX's runtime included (subtract a
+    call that builds the same problem and runs nothing to get the computation's own)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(x64=bool(x64)), reference, json.dumps(args)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def memory_limit_bytes(

@@ -31,6 +31,11 @@ class _Unset:
 UNSET: Any = _Unset()
 """The `quick` of a setting that `--quick` leaves at its default."""
 
+MAX_INT32 = 2**31 - 1
+"""The largest count a setting may ask of XLA (loop lengths and solver step budgets are
+int32) and the largest seed (`jax.random.key` keeps 32 bits, and seeds are combined
+with run and step numbers)."""
+
 
 @dataclass(frozen=True)
 class Setting:

@@ -23,9 +23,9 @@ from bbpes.blackbox.mechanisms import _known
 from bbpes.blackbox.neuron_cell import parse_parameters
 from bbpes.errors import ConfigError
 from bbpes.experiments import fit_neuron
-from bbpes.framework.runner import run_experiment
 from bbpes.fitting import suite
 from bbpes.fitting.protocol import simulate_float64
+from bbpes.framework.runner import run_experiment
 from bbpes.runs import RunDir
 
 pytestmark = [

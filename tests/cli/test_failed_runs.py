@@ -10,8 +10,8 @@ import pytest
 
 from bbpes.cli import main
 from bbpes.errors import ConfigError
-from bbpes.framework import Experiment, Setting, runner
 from bbpes.experiments import get as real_get
+from bbpes.framework import Experiment, Setting, runner
 from bbpes.runs import CHECKPOINTS
 
 

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 from bbpes.errors import ConfigError
 from bbpes.estimators.backprop import bptt
 from bbpes.estimators.forward_gradient import forward_gradient
-from bbpes.experiments.evidence import compiled_peak_bytes
+from bbpes.memory import compiled_peak_bytes
 from bbpes.models.bnn import RecurrentNetwork, init_weights
 from bbpes.neurons import registry
 from bbpes.tasks.evidence import EvidenceTask
@@ -107,7 +107,7 @@ def test_bad_settings_are_config_errors(quadratic, bad):
 
 
 def evidence_problem(n_inputs):
-    """As `bbpes.experiments.evidence.build`, tiny: 8 cells, 3 input lines, batch 4."""
+    """As `bbpes.tasks.evidence_setup.build`, tiny: 8 cells, 3 input lines, batch 4."""
     cell = registry.cell_by_name("morris_lecar")
     network = RecurrentNetwork(cell, i_app=100.0, current_scale=100.0, dt=0.1)
     task = EvidenceTask.from_seed(0, input_dim=3, n_inputs=n_inputs, hold=2.0, window=2.0)

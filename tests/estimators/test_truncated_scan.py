@@ -11,7 +11,7 @@ import pytest
 
 from bbpes.errors import ConfigError
 from bbpes.estimators.backprop import bptt, truncated_scan
-from bbpes.experiments.evidence import compiled_peak_bytes
+from bbpes.memory import compiled_peak_bytes
 from bbpes.models.bnn import RecurrentNetwork, init_weights
 from bbpes.neurons import registry
 from bbpes.tasks.evidence import EvidenceTask

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from bbpes.errors import ConfigError
 from bbpes.experiments import dopamine_mnist, get
-from bbpes.experiments.base import ConfigError
 from bbpes.framework.runner import run_experiment
 
 
@@ -142,7 +142,7 @@ def test_bad_settings_are_config_errors():
         config({"dnn_rules": "formula,rumour"})
     with pytest.raises(ConfigError, match="bad value 'adam'"):
         config({"baselines": "sgd,adam"})
-    with pytest.raises(ConfigError, match=r"test_per_digit must be in 0\.\.1135"):
+    with pytest.raises(ConfigError, match="test_per_digit must be <= 1135"):
         config({"test_per_digit": 2000})
     with pytest.raises(ConfigError, match="more than the"):
         config({"hidden": 10**9})

@@ -13,6 +13,7 @@ import pytest
 
 from bbpes.cli import main
 from bbpes.experiments import evidence
+from bbpes.tasks import evidence_setup
 
 TINY = {
     "n_cells": 6,
@@ -103,15 +104,15 @@ def test_optimizer_clips_before_adam_and_decays_the_rate():
         updates, _ = opt.update(g, opt.init(params), params)
         return np.asarray(updates["w"])
 
-    clipped = evidence.optimizer({**config, "clip": 5.0}, "bptt")
+    clipped = evidence_setup.optimizer({**config, "clip": 5.0}, "bptt")
     # Adam's first step is sign-like whatever the scale: read its first moment instead
     state = clipped.init(params)
     _, state = clipped.update(grads, state, params)
     mu = np.asarray(state[1][0].mu["w"])
     np.testing.assert_allclose(mu, 0.1 * np.array([3.0, -4.0]), rtol=1e-6)  # (1 - b1) * clipped
-    plain = evidence.optimizer(config, "bptt")
+    plain = evidence_setup.optimizer(config, "bptt")
     np.testing.assert_allclose(first_updates(plain, grads), [-0.1, 0.1], rtol=1e-4)
-    cosine = evidence.optimizer({**config, "lr_schedule": "cosine"}, "bptt")
+    cosine = evidence_setup.optimizer({**config, "lr_schedule": "cosine"}, "bptt")
     state = cosine.init(params)
     for _ in range(11):  # the 11th update is made at count = steps: the rate is a tenth
         updates, state = cosine.update(grads, state, params)
@@ -127,7 +128,7 @@ def test_each_signal_gets_its_rate_and_only_the_clipped_ones_the_clip(method, ra
     config["lr_schedule"] = "constant"
     grads = {"w": jnp.array([300.0, -400.0])}
     params = {"w": jnp.zeros(2)}
-    opt = evidence.optimizer(config, method)
+    opt = evidence_setup.optimizer(config, method)
     updates, state = opt.update(grads, opt.init(params), params)
     np.testing.assert_allclose(np.abs(np.asarray(updates["w"])), [rate, rate], rtol=1e-4)
     adam = state[1][0] if clipped else state[0]

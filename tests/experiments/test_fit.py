@@ -66,9 +66,9 @@ def test_a_gradient_signal_on_the_soft_loss_counts_its_measured_cost(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"problem": "nope"}, "unknown problem"),
+        ({"problem": "nope"}, "bad value .nope. for .problem."),
         ({"features": "Spikecount,nope"}, "unknown features"),
-        ({"loss": "l1"}, "unknown loss"),
+        ({"loss": "l1"}, "bad value .l1. for .loss."),
         ({"problem": "recording"}, "needs --set recording"),
         ({"evaluations": 0}, "evaluations"),
     ],

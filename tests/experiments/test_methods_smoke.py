@@ -16,8 +16,9 @@ import pytest
 
 from bbpes import signals
 from bbpes.errors import ConfigError
-from bbpes.experiments import evidence, get, rober, turn_off
-from bbpes.experiments.base import signal_learner, signal_optimizer
+from bbpes.experiments import get, rober, turn_off
+from bbpes.framework.checks import signal_learner, signal_optimizer
+from bbpes.tasks import evidence_setup
 from bbpes.tasks.evidence_setup import FORMS, build, initial_weights
 from bbpes.tasks.turn_off import forms_offered, loss_forms
 from bbpes.train import train
@@ -81,11 +82,11 @@ def test_evidence_trains_one_step_of_every_signal(method):
         config = get("evidence").config(EVIDENCE)
         task, network = build(config)
         with pytest.raises(ConfigError):
-            evidence.make_learner(method, task, network, config)
+            evidence_setup.make_learner(method, task, network, config)
         return
     task, network = build(config)
     weights = initial_weights(config, task, 0)
-    learner = evidence.make_learner(method, task, network, config)
+    learner = evidence_setup.make_learner(method, task, network, config)
     result = train(
         learner,
         weights,
@@ -201,7 +202,7 @@ def test_memory_of_every_signal_grows_as_the_registry_says(method):
     """`Signal.memory` is a claim: a 10x longer trial (2 inputs held 2 ms, then 20 ms:
     10 x the steps, the same inputs) must change the compiled peak bytes of one
     learning signal by its law (a law this table does not know is not checked)."""
-    from bbpes.experiments import memory
+    from bbpes.tasks.evidence_memory import measurement_config, peak_bytes
 
     config = get("memory").config(
         {
@@ -214,8 +215,6 @@ def test_memory_of_every_signal_grows_as_the_registry_says(method):
             "method": method,
         }
     )
-    short, long = (
-        memory.peak_bytes(method, memory.evidence_config(config, t)) for t in (4.0, 40.0)
-    )
+    short, long = (peak_bytes(method, measurement_config(config, t)) for t in (4.0, 40.0))
     least, most = GROWTH.get(signals.signal(method).memory, (0.0, float("inf")))
     assert least <= long / short <= most, (signals.signal(method).memory, short, long)

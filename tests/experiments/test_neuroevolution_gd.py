@@ -78,8 +78,8 @@ def test_tiny_run_writes_curves_plots_and_metrics(tmp_path):
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ("beta=-1", "beta must be positive"),
-        ("sigmas_inf=0.01,-0.01", "sigmas_inf must be positive"),
+        ("beta=-1", "beta must be > 0"),
+        ("sigmas_inf=0.01,-0.01", "sigmas_inf must be > 0"),
         ("population=1", "population must be >= 2"),
         ("regimes=finite,warm", "bad value 'warm'"),
         ("deep_layers=1", "deep_layers must be >= 2"),

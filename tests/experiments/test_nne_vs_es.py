@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from bbpes.errors import ConfigError
 from bbpes.experiments import get
-from bbpes.experiments.base import ConfigError
-from bbpes.experiments.mnist_data import nne_training
+from bbpes.experiments.nne_vs_es import method_training
 from bbpes.framework.runner import run_experiment
 from bbpes.tasks.mnist_nne import generation_images
-from bbpes.tasks.mnist_nne_setup import es_training, load_data, sparse_net
+from bbpes.tasks.mnist_nne_setup import load_data, sparse_net
 
 TINY = {
     "classes": 5,
@@ -41,8 +41,8 @@ def test_every_method_trains_on_the_same_images(mnist_dir):
     config = get("nne-vs-es").config({**TINY, "data_dir": str(mnist_dir)})
     data = load_data(config)
     net = sparse_net(config, data)
-    dense = {m: es_training(config, data, m) for m in ("es", "evosax:Open_ES")}
-    nne = {m: nne_training(config, data, net, m, 200, 10)[0] for m in ("nne", "nne_improved")}
+    dense = {m: method_training(config, data, net, m, 10) for m in ("es", "evosax:Open_ES")}
+    nne = {m: method_training(config, data, net, m, 10) for m in ("nne", "nne_improved")}
     for i in range(3):  # 100 images, 50 a step: the third step is the next epoch's
         index = generation_images(i, 100, 50, config["seed"])
         for method, t in dense.items():
@@ -99,12 +99,13 @@ def test_a_finished_comparison_resumes_to_the_same_numbers(mnist_dir, tmp_path):
         ({"methods": []}, "at least one method"),
         ({"methods": ["nne", "nne"]}, "must not repeat"),
         ({"methods": ["bptt"]}, "bad value 'bptt' for 'methods'"),
-        ({"seconds": 0.0}, "seconds must be positive"),
+        ({"seconds": 0.0}, "seconds must be > 0"),
         ({"population": 35, "chunk": 5, "methods": ["es"]}, "even for ES"),
         ({"batch_images": 110}, "at most the 100 training images"),
         ({"batch_images": 15}, "multiple of image_block"),
-        ({"calibration_steps": 0}, "calibration_steps must be in 1..100"),
-        ({"sigma": 0.0}, "sigma must be positive"),
+        ({"calibration_steps": 0}, "calibration_steps must be >= 1"),
+        ({"calibration_steps": 101}, "calibration_steps must be <= 100"),
+        ({"sigma": 0.0}, "sigma must be > 0"),
         ({"hidden": 10**9}, "more than the"),
     ],
 )

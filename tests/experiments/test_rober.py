@@ -44,7 +44,7 @@ def test_unset_settings_take_the_field_preset_and_explicit_ones_win():
 
 
 def test_normalised_field_scales_each_output_by_its_species_scale_over_the_span():
-    from bbpes.experiments.rober import initial_field, make_task
+    from bbpes.tasks.rober import initial_field, make_task
 
     config = get("rober").config({"field": "normalised", "n_points": "8"})
     task = make_task(config)
@@ -93,3 +93,13 @@ def test_es_on_the_normalised_field_beats_the_zero_field(tmp_path):
         out=tmp_path / "run",
     )
     assert metrics["final_loss_es"] < 0.85 * metrics["null_field_loss"], metrics
+
+
+def test_the_task_settings_resolved_are_the_experiments_defaults():
+    from bbpes.settings import defaults_of
+    from bbpes.tasks.rober import SETTINGS, resolve
+
+    config = defaults_of(SETTINGS)
+    resolve(config)
+    experiment = get("rober").config()
+    assert {k: experiment[k] for k in config} == config

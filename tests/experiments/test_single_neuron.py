@@ -8,7 +8,7 @@ import numpy as np
 
 from bbpes.cli import main
 from bbpes.experiments.reversibility import reversible_time
-from bbpes.experiments.turn_off import gaussian_smooth
+from bbpes.tasks.turn_off import gaussian_smooth
 
 
 def metrics_of(path):

@@ -9,8 +9,8 @@ import pytest
 
 from bbpes import signals
 from bbpes.experiments import ConfigError, get
+from bbpes.experiments.spiral import METHODS, UNSUPPORTED
 from bbpes.framework.runner import run_experiment
-from bbpes.experiments.spiral import METHODS, UNSUPPORTED, member_learners
 from bbpes.learners import Ensemble
 from bbpes.tasks.spiral_metrics import (
     iterations_to_target,
@@ -19,7 +19,7 @@ from bbpes.tasks.spiral_metrics import (
     split_history,
     summarise,
 )
-from bbpes.tasks.spiral_runs import make_task, stacked_batches, stacked_fields
+from bbpes.tasks.spiral_runs import make_task, member_learners, stacked_batches, stacked_fields
 
 
 def test_iterations_to_target_reads_the_first_hit_and_the_sustained_one():

@@ -87,8 +87,9 @@ def test_a_partial_grid_says_what_it_leaves_out_of_the_full_study(grid):
 
 def test_quick_is_one_regime_with_the_strongest_signals_under_the_full_protocol():
     from bbpes.experiments.study import EXPERIMENT as STUDY
-    from bbpes.experiments.study import left_out, regimes
+    from bbpes.experiments.study import left_out
     from bbpes.signals import signal
+    from bbpes.study.regimes import regimes
 
     full, quick = STUDY.config(), STUDY.config(quick=True)
     assert left_out(full) == {}  # the full study leaves nothing out
@@ -105,8 +106,8 @@ def test_quick_is_one_regime_with_the_strongest_signals_under_the_full_protocol(
 
 
 def test_a_quick_run_resumes_with_or_without_quick(tmp_path):
-    from bbpes.framework.runner import prepare
     from bbpes.experiments.study import EXPERIMENT as STUDY
+    from bbpes.framework.runner import prepare
     from bbpes.runs import RunDir
 
     RunDir(tmp_path).write_json(
@@ -123,24 +124,6 @@ def test_the_leaderboard_states_the_levels_reached_without_learning(grid):
     assert 0.3 < levels["chance"] < 0.5  # three classes, drawn about evenly
     assert levels["chance"] <= levels["last input"] <= 1.0
     assert "Without learning (test set): chance" in (run.path / "leaderboard.md").read_text()
-
-
-def test_evidence_references_read_the_last_inputs_only():
-    from bbpes.experiments.study_regimes import evidence_references
-
-    # tokens 1-3 are the types, label k - 1 is type k: the last input is the label's
-    # type in trials 0-2, not in trial 3
-    tokens = np.array([[2, 1, 1], [3, 3, 2], [1, 2, 3], [2, 2, 1]])
-    labels = np.array([0, 1, 2, 1])
-    out = evidence_references(tokens, labels)
-    assert out == {"chance": 0.5, "last input": 0.75}  # last 5 and 10: longer than a trial
-    many = np.tile(tokens, (1, 4))  # 12 inputs: the last 5 and 10 are defined
-    assert set(evidence_references(many, labels)) == {
-        "chance",
-        "last input",
-        "last 5 inputs",
-        "last 10 inputs",
-    }
 
 
 def test_signals_that_do_not_fit_are_skipped_with_their_bytes_and_never_run(tmp_path):

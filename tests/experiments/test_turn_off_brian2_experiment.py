@@ -45,7 +45,7 @@ def test_missing_brian2_is_a_config_error(monkeypatch, tmp_path, capsys):
         ({"t_end": "100.05"}, "whole number"),
         ({"target": "gpu"}, "choose from"),
         ({"address": "my cluster"}, "host:port"),
-        ({"lr": "0"}, "lr must be positive"),
+        ({"lr": "0"}, "lr must be > 0"),
         ({"t_end": "1e12"}, "steps of dt"),
     ],
 )

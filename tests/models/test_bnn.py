@@ -16,7 +16,7 @@ import pytest
 from bbpes.errors import ConfigError
 from bbpes.estimators import bptt, checkpointed_scan, es, finite_difference, fnde, pnde
 from bbpes.estimators.low_rank import LowRank, apply, densify
-from bbpes.experiments.evidence import compiled_peak_bytes
+from bbpes.memory import compiled_peak_bytes
 from bbpes.models.bnn import RecurrentNetwork, Weights, init_weights, stack_rows
 from bbpes.neurons import CELLS, NON_EXPLOSIVE, simulate
 from bbpes.tasks.evidence import EvidenceTask

@@ -17,7 +17,7 @@ def test_what_a_task_cannot_train_with_comes_from_the_registry():
     assert "pnde" not in spiral.METHODS and "guided_es" not in spiral.METHODS
     assert "fnde" in spiral.METHODS
     for reason in observed.values():  # `bbpes show` states why
-        assert reason in spiral.HELP["method"]
+        assert reason in spiral.EXPERIMENT.help["method"]
         assert reason in rober.EXPERIMENT.help["methods"]
 
 

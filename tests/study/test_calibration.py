@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from bbpes.experiments.study import regimes
 from bbpes.runs import RunDir
 from bbpes.study import grid
+from bbpes.study.regimes import regimes
 
 
 class _Compiled:

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from bbpes.experiments.study import regimes
 from bbpes.runs import RunDir
 from bbpes.signals import make_learner
 from bbpes.study import grid
+from bbpes.study.regimes import regimes
 from bbpes.train import train
 
 

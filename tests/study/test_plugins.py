@@ -125,12 +125,13 @@ def test_the_cli_refuses_bad_problem_and_signal_references_writing_nothing(
 
 def test_quick_keeps_every_signal_of_your_problem(user_module):
     from bbpes.experiments import study
+    from bbpes.study.regimes import regimes
 
     regime = plugins.load_problem("user_problems:pair", "tiny")
     quick = {"quick": True, "signals": list(study.QUICK_SIGNALS), "signal": []}
     assert study.selected_signals(regime, quick) == ["bptt", "user_signals:MINE"]
     # bbpes's own regimes keep --quick's pick; an explicit filter applies to yours too
-    case_b = study.regimes()["case_b"]
+    case_b = regimes()["case_b"]
     assert set(study.selected_signals(case_b, quick)) == set(study.QUICK_SIGNALS)
     only = {"quick": False, "signals": ["bptt"], "signal": ["evosax:SNES"]}
     assert study.selected_signals(regime, only) == ["bptt", "evosax:SNES"]

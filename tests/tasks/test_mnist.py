@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from bbpes.experiments.base import ConfigError
+from bbpes.errors import ConfigError
 from bbpes.tasks import mnist
 from bbpes.tasks.mnist import (
     MnistUnavailable,

@@ -95,3 +95,21 @@ def test_es_reduces_the_plain_loss_on_a_short_horizon():
     )
     after = float(eqx.filter_jit(task.loss)(result.params))
     assert after < 0.7 * before, (before, after)
+
+
+def test_the_task_settings_take_the_field_presets_where_left_none():
+    from bbpes.settings import defaults_of
+    from bbpes.tasks.rober import FIELDS, SETTINGS, initial_field, make_task, resolve
+
+    config = defaults_of(SETTINGS)
+    assert config["init_output_scale"] is None  # until resolved
+    config.update(field="normalised", sigma=0.5, n_points=4, t_max=1.0, t_min=0.1)
+    resolve(config)
+    assert config["sigma"] == 0.5  # given: kept
+    assert {k: config[k] for k in ("lr_es", "lr_bp", "init_output_scale", "rank_shaping")} == {
+        k: FIELDS["normalised"][k] for k in ("lr_es", "lr_bp", "init_output_scale", "rank_shaping")
+    }
+    task = make_task(config)
+    assert task.ts.shape == (4,) and task.solver == config["solver"]
+    field = initial_field(config, task)
+    np.testing.assert_allclose(field.output_scale, np.asarray(task.scale) / 1.0, rtol=1e-6)

@@ -115,3 +115,12 @@ def test_each_method_reduces_the_loss_on_a_tiny_problem(task, method):
     before = float(task.loss(field, *batch))
     after = float(task.loss(result.params, *batch))
     assert after < 0.8 * before, (before, after)
+
+
+def test_the_task_settings_describe_the_paper_task():
+    from bbpes.settings import defaults_of
+    from bbpes.tasks.spiral import SETTINGS
+
+    config = defaults_of(SETTINGS)
+    assert (config["n_points"], config["t_end"]) == (1000, 25.0)
+    assert (config["batch_size"], config["batch_time"], config["tol"]) == (20, 10, 1e-4)

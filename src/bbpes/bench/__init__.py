@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..settings import parse_value
 from ..runs import atomic_write_json, to_jsonable
+from ..settings import parse_value
 
 _MODULES: list[str] = [
     "sim",

@@ -46,9 +46,8 @@ def _gap(a: Any, b: Any) -> float:
 
 
 def run(config: dict[str, Any], *, timer: Timer = time_interleaved) -> dict[str, Any]:
-    from ..experiments.study import regimes
-    from ..experiments.study_regimes import BUDGETS
     from ..signals import signal
+    from ..study.regimes import BUDGETS, regimes
 
     table = regimes()
     if config["members"] < 2:

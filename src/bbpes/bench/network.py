@@ -1,6 +1,7 @@
 """The problem the `sim`, `es` and `roofline` benchmarks share: the recurrent
-Morris-Lecar network of the evidence task (`bbpes.experiments.evidence`) with a
-population of perturbed weights and a batch of trials."""
+Morris-Lecar network of the evidence task (`bbpes.tasks.evidence_setup`, as the
+`evidence` experiment builds it) with a population of perturbed weights and a batch of
+trials."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..experiments import evidence
+from ..tasks.evidence_setup import build, initial_weights
 
 PAPER_SIZES = {"n_cells": 128, "batch": 64, "samples": 100, "n_inputs": 50, "hold": 6.0}
 """Case A of the paper (section 3.2.2): 128 cells, 64 trials of 50 inputs x 6 ms, and
@@ -18,13 +19,32 @@ the ES population of 100."""
 QUICK_SIZES = {"batch": 16, "samples": 10, "n_inputs": 10, "hold": 2.0}
 
 SIZES = ("n_cells", "batch", "samples", "n_inputs", "hold", "dt", "seed")
-"""The settings a benchmark takes from its own config; the rest are `evidence`'s."""
+"""The settings a benchmark takes from its own config; the rest are `EVIDENCE_VALUES`."""
+
+EVIDENCE_VALUES: dict[str, Any] = {
+    "case": "A",
+    "neuron": "case",
+    "input_dim": 32,
+    "window": 10.0,
+    "p_null": 0.25,
+    "p_favoured": 0.5,
+    "i_app": 1.0,
+    "in_scale": 1.0,
+    "rec_scale": 0.0,
+    "out_scale": 0.1,
+    "out_bias": 1 / 3,
+    "sigma": 0.02,
+    "lr_es": 0.002,
+}
+"""The `evidence` experiment's defaults of the other settings the problem needs (case A
+cells, the inputs, the readout window, the initial weights' scales, ES's sigma and
+step size): stated here so that no benchmark reads an experiment."""
 
 
 def evidence_config(config: dict[str, Any]) -> dict[str, Any]:
-    """An `evidence` configuration with this benchmark's sizes (every other setting at
-    its default: case A cells, inputs, window)."""
-    return {**evidence.EXPERIMENT.defaults, **{k: config[k] for k in SIZES}, "neuron": "case"}
+    """An evidence configuration (`bbpes.tasks.evidence_setup`) with this benchmark's
+    sizes and `EVIDENCE_VALUES` for the rest."""
+    return {**EVIDENCE_VALUES, **{k: config[k] for k in SIZES}}
 
 
 def problem(config: dict[str, Any]):
@@ -32,8 +52,8 @@ def problem(config: dict[str, Any]):
     `samples` weight sets (each leaf with a leading axis), the weights plus Gaussian
     noise of `sigma`, as an ES population."""
     ev = evidence_config(config)
-    task, network = evidence.build(ev)
-    weights = evidence.initial_weights(ev, task, 0)
+    task, network = build(ev)
+    weights = initial_weights(ev, task, 0)
     tokens, labels = task.trials(config["batch"], [config["seed"], 2, 0, 0])
     leaves, treedef = jax.tree.flatten(weights)
     keys = jax.random.split(jax.random.key(config["seed"]), len(leaves))

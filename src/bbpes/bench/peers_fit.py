@@ -96,11 +96,13 @@ def _peer_fit(python: Path, script: str, spec: dict, timeout: float) -> dict:
 
 
 def bbpes_run(config, problem: str, seed: int) -> dict:
-    """One `bbpes run fit` (in this process), its history as rows `[seconds, hard loss,
-    evaluations, *parameters]`; `seconds` counts the steps' wall time without the
-    first step's compilation."""
-    from ..experiments import fit as fit_experiment
-    from ..fitting.suite import build
+    """One fit of `bbpes run fit`'s training (`bbpes.fitting.training`, in this process,
+    without its figures), its history as rows `[seconds, hard loss, evaluations,
+    *parameters]`; `seconds` counts the steps' wall time without the first step's
+    compilation."""
+    import jax
+
+    from ..fitting import training
     from ..runs import RunDir
 
     settings = {
@@ -112,14 +114,19 @@ def bbpes_run(config, problem: str, seed: int) -> dict:
         "tolerance": config["tolerance"],
         "seed": seed,
     }
-    names = build(problem).space.names
-    with tempfile.TemporaryDirectory(prefix="bbpes-peers-fit-") as directory:
+    fit_config = training.defaults(**settings)
+    with (
+        jax.enable_x64(fit_config["x64"]),
+        tempfile.TemporaryDirectory(prefix="bbpes-peers-fit-") as directory,
+    ):
         t0 = time.perf_counter()
-        metrics = fit_experiment.run({**fit_experiment.DEFAULTS, **settings}, RunDir(directory))
+        fit = training.build(fit_config)
+        run = training.train_fit(fit_config, fit, RunDir(directory))
         wall = time.perf_counter() - t0
-        records = RunDir(directory).read_history(lambda r: "hard_loss" in r)
+    names = fit.space.names
+    records = run.records
     compile_seconds = sum(r.get("compile_seconds", 0.0) for r in records)
-    per_step = metrics["cost_per_step"] + 1.0
+    per_step = run.cost + 1.0
     log = [
         [
             r.get("seconds", 0.0) - compile_seconds,
@@ -129,13 +136,17 @@ def bbpes_run(config, problem: str, seed: int) -> dict:
         ]
         for r in records
     ]
-    keep = ("cost_per_step", "timing_compile_seconds", "timing_forward_seconds")
+    timings = {
+        "timing_compile_seconds": "compile_seconds",
+        "timing_forward_seconds": "forward_seconds",
+    }
     return {
         "log": log,
         "compile_seconds": compile_seconds,
         "process_seconds": wall,
         "settings": settings,
-        **{k: metrics[k] for k in keep if k in metrics},
+        "cost_per_step": run.cost,
+        **{k: run.timings[t] for k, t in timings.items() if t in run.timings},
     }
 
 

@@ -9,7 +9,7 @@ learning signal, its samples evaluated on a Ray cluster, its features computed b
 - `NeuronLoss`: what each Ray worker holds (the cell, the protocol, the eFEL loss).
 - `blackbox_loss`: a `RayEvaluator` as a JAX loss; a vmapped population is one call.
 - `NeuronFit`, `neuron_fit`: a `bbpes.fitting.problem.Fit` simulated by NEURON, which
-  `bbpes.experiments.fit` trains and reports like any fit (`bbpes run fit-neuron`).
+  `bbpes.fitting.training` trains like any fit (`bbpes run fit-neuron` reports it).
 
 NEURON, eFEL and Ray are an optional extra: `pip install 'bbpes[neuron]'`. See
 docs/scaling.md, "Fit your NEURON model on a cluster".

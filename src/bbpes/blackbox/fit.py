@@ -1,5 +1,5 @@
 """`NeuronFit`: a `bbpes.fitting.problem.Fit` whose simulator is a NEURON cell on a Ray
-cluster, so that everything that trains and reports a fit (`bbpes.experiments.fit`,
+cluster, so that everything that trains and reports a fit (`bbpes.fitting.training`,
 every forward-only signal of `bbpes.signals`) runs on it unchanged.
 
 What differs from a JAX fit:

@@ -19,9 +19,10 @@ import numpy as np
 
 from .. import plotting
 from ..estimators import bptt, pnde_solve
+from ..framework import Experiment, Setting
+from ..framework.checks import MAX_LOOP, require_fits, require_steps
 from ..runs import RunDir
 from ..tasks.turn_off import PRESETS, READOUTS, TurnOff, gaussian_smooth
-from .base import MAX_LOOP, Experiment, require, require_fits, require_positive, require_steps
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "kvaerno5": diffrax.Kvaerno5}
 
@@ -115,12 +116,7 @@ def plot(run_dir, ts, V, running, adjoint_V, metrics, config) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require_positive(config, "t_end", "dt", "sigma", "rtol", "zoom_ms")
     require_steps(config["t_end"], config["dt"])
-    require(config["save_points"] >= 10, "save_points must be >= 10")
-    require(config["smoothing_points"] >= 11, "smoothing_points must be >= 11")
-    require(1 <= config["max_steps"] <= MAX_LOOP, f"max_steps must be in 1..{MAX_LOOP}")
-    require(all(r > 0 for r in config["rtol_sweep"]), "rtol_sweep values must be positive")
     # pnde keeps the dense forward solution of max_steps steps (Tsit5: about 7 stages of
     # the 3-variable augmented state), the adjoint at every save point, and the smoothed
     # landscape evaluates smoothing_points runs of the stepper at once
@@ -131,33 +127,70 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    Setting(
+        "preset",
+        "non_explosive",
+        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
+        choices=tuple(PRESETS),
+    ),
+    Setting("i_app", 100.0, "the constant applied current", "µA/cm²", any_value=True),
+    Setting("t_end", 10_000.0, "length of the run", "ms", positive=True),
+    Setting(
+        "dt",
+        0.1,
+        "step of the leapfrog stepper used for the smoothed landscape and BPTT",
+        "ms",
+        positive=True,
+    ),
+    Setting(
+        "solver",
+        "tsit5",
+        "diffrax solver of the forward and adjoint solves",
+        choices=tuple(SOLVERS),
+    ),
+    Setting(
+        "rtol",
+        1e-6,
+        "diffrax tolerance (rtol = atol) of the forward and the adjoint solves",
+        positive=True,
+    ),
+    Setting(
+        "rtol_sweep",
+        [1e-4, 1e-6, 1e-8, 1e-10],
+        "tolerances at which the pnde gradient is also computed",
+        positive=True,
+        quick=[1e-4, 1e-8],
+    ),
+    Setting("max_steps", 2_000_000, "diffrax step budget of each solve", low=1, high=MAX_LOOP),
+    Setting(
+        "sigma",
+        5.0,
+        "width of the Gaussian smoothing whose slope is the reference",
+        "µA/cm²",
+        positive=True,
+    ),
+    Setting(
+        "smoothing_points",
+        241,
+        "currents (over +-6 sigma) of the smoothed landscape",
+        low=11,
+    ),
+    Setting(
+        "save_points",
+        20_001,
+        "times at which the adjoint and the running gradient are saved",
+        low=10,
+        quick=4001,
+    ),
+    Setting("zoom_ms", 500.0, "length of the zoomed panels", "ms", positive=True),
+    Setting("x64", True, "simulate in float64"),
+)
+
 EXPERIMENT = Experiment(
     name="adjoint-drift",
     summary="the pnde adjoint and running gradient over a long single-cell run drift and explode at spikes (Fig. 6)",
     run=run,
-    defaults={
-        "preset": "non_explosive",
-        "i_app": 100.0,
-        "t_end": 10_000.0,
-        "dt": 0.1,
-        "solver": "tsit5",
-        "rtol": 1e-6,
-        "rtol_sweep": [1e-4, 1e-6, 1e-8, 1e-10],
-        "max_steps": 2_000_000,
-        "sigma": 5.0,
-        "smoothing_points": 241,
-        "save_points": 20_001,
-        "zoom_ms": 500.0,
-        "x64": True,
-    },
-    quick={"save_points": 4001, "rtol_sweep": [1e-4, 1e-8]},
-    choices={"preset": tuple(PRESETS), "solver": tuple(SOLVERS)},
+    settings=SETTINGS,
     check=check,
-    help={
-        "t_end": "length of the run (ms)",
-        "rtol": "diffrax tolerance (rtol = atol) of the forward and the adjoint solves",
-        "rtol_sweep": "tolerances at which the pnde gradient is also computed",
-        "sigma": "width of the Gaussian smoothing whose slope is the reference (µA/cm²)",
-        "dt": "step of the leapfrog stepper used for the smoothed landscape and BPTT (ms)",
-    },
 )

@@ -20,17 +20,19 @@ import optax
 
 from .. import plotting
 from ..estimators.backprop import bptt
+from ..framework import Experiment, Setting
+from ..framework.checks import require, require_fits
+from ..history import last
 from ..learners import GradientLearner
 from ..learners.dopamine import DIRECTIONS, RULES, STEPS, Dopamine
 from ..models.random_features import RandomFeatures, compute_features
 from ..progress import format_seconds, log
 from ..runs import RunDir
+from ..settings import UNSET
 from ..tasks.mnist import MnistData, load_mnist
+from ..tasks.mnist_settings import DATA, check_data, per_digit
 from ..tasks.readout import FeatureReadout
 from ..train import train
-from .base import Experiment, require, require_at_least, require_fits, require_positive
-from .history import last
-from .mnist_data import DATA_CHOICES, DATA_DEFAULTS, DATA_HELP, check_data
 
 PAPER_TABLE2 = {  # test accuracy after 500 epochs, MNIST 0-9
     1000: {"sgd": 0.9034, "signsgd": 0.8684, "dnn": 0.8484},
@@ -258,15 +260,11 @@ def plot_epochs(run_dir: RunDir, histories: dict, data: MnistData, config, n: in
 
 
 def check(config: dict[str, Any]) -> None:
-    check_data(config, train_zero_is_all=True)
-    require_at_least(config, 1, "hidden", "epochs", "batch_size", "dnn_batch")
-    require(0 <= config["k_cap"] <= config["hidden"], "k_cap must be in 0..hidden (0: no cap)")
-    require(all(e > 0 for e in config["dnn_epsilon1"]), "dnn_epsilon1 values must be positive")
+    check_data(config)
+    require(config["k_cap"] <= config["hidden"], f"k_cap must be <= hidden ({config['hidden']})")
     names = [variant_name(*v) for v in dnn_variants(config)]
     require(len(set(names)) == len(names), "dnn_variants lists a variant twice")
     require(len(set(config["baselines"])) == len(config["baselines"]), "baselines lists one twice")
-    require_positive(config, "sgd_lr", "signsgd_lr")
-    require(config["dnn_epsilon0"] >= 0, "dnn_epsilon0 must be >= 0 (a loss threshold)")
     images = 10 * (config["train_per_digit"] or 6000) + 10 * (config["test_per_digit"] or 1000)
     width = 2 if config["hidden"] >= WIDE else 4
     require_fits(
@@ -275,57 +273,72 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    *DATA,
+    *per_digit((0, UNSET), (0, 200), train_zero="every training image"),
+    Setting(
+        "hidden", 1000, "width h of the fixed random layer (the paper: 1000 and 100000)", low=1
+    ),
+    Setting(
+        "k_cap",
+        0,
+        "only the k most driven hidden units fire (at most hidden; the paper: 256)",
+        low=1,
+        zero="no cap",
+    ),
+    Setting("epochs", 20, "passes over the training set (the paper: 500)", low=1, quick=2),
+    Setting("batch_size", 50, "minibatch of SGD and SignSGD", low=1),
+    Setting("sgd_lr", 1e-3, "Adam learning rate of the SGD baseline", positive=True),
+    Setting("signsgd_lr", 1e-3, "SignSGD step epsilon' (Eq. 5)", positive=True),
+    Setting(
+        "baselines",
+        list(BASELINES),
+        "gradient baselines to train beside the rule (sgd, signsgd; empty: none)",
+        choices=BASELINES,
+    ),
+    Setting(
+        "dnn_rules",
+        ["formula", "prose"],
+        "readings of the dopamine rule (bbpes.learners.dopamine.READINGS): " + ", ".join(RULES),
+        choices=RULES,
+    ),
+    Setting(
+        "dnn_directions",
+        list(DIRECTIONS),
+        "increase (as printed) or decrease (the opposite sign)",
+        choices=DIRECTIONS,
+    ),
+    Setting("dnn_epsilon0", 0.75, "loss threshold eps0 of the rule (the paper: 0.75)", low=0),
+    Setting(
+        "dnn_epsilon1",
+        [1.0, 1e-4],
+        "step sizes eps1 of the rule to run (the paper: 1)",
+        positive=True,
+    ),
+    Setting(
+        "dnn_steps",
+        ["link"],
+        "step unit: link (eps1 per fired link) or logit (eps1 / summed activity)",
+        choices=STEPS,
+    ),
+    Setting(
+        "dnn_variants",
+        [],
+        "RULE:DIRECTION:EPS1[:STEP] items to run instead of every combination of "
+        "dnn_rules, dnn_directions, dnn_epsilon1 and dnn_steps",
+    ),
+    Setting(
+        "dnn_batch",
+        100,
+        "examples per training-loop step (the rule still sees one at a time)",
+        low=1,
+    ),
+)
+
 EXPERIMENT = Experiment(
     name="dopamine-mnist",
     summary="dopaminergic plasticity vs SGD and SignSGD on fixed random ReLU features (Table 2)",
     run=run,
-    defaults={
-        **DATA_DEFAULTS,
-        "train_per_digit": 0,
-        "test_per_digit": 0,
-        "hidden": 1000,
-        "k_cap": 0,
-        "epochs": 20,
-        "batch_size": 50,
-        "sgd_lr": 1e-3,
-        "signsgd_lr": 1e-3,
-        "baselines": list(BASELINES),
-        "dnn_rules": ["formula", "prose"],
-        "dnn_directions": list(DIRECTIONS),
-        "dnn_epsilon0": 0.75,
-        "dnn_epsilon1": [1.0, 1e-4],
-        "dnn_steps": ["link"],
-        "dnn_variants": [],
-        "dnn_batch": 100,
-    },
-    quick={"epochs": 2, "test_per_digit": 200},
-    choices={
-        **DATA_CHOICES,
-        "baselines": BASELINES,
-        "dnn_rules": RULES,
-        "dnn_directions": DIRECTIONS,
-        "dnn_steps": STEPS,
-    },
+    settings=SETTINGS,
     check=check,
-    help={
-        **DATA_HELP,
-        "train_per_digit": "training images per digit (0 = every one)",
-        "test_per_digit": "test images per digit (0 = every one)",
-        "hidden": "width h of the fixed random layer (the paper: 1000 and 100000)",
-        "k_cap": "only the k most driven hidden units fire (0: no cap; the paper: 256)",
-        "epochs": "passes over the training set (the paper: 500)",
-        "batch_size": "minibatch of SGD and SignSGD",
-        "baselines": "gradient baselines to train beside the rule (sgd, signsgd; empty: none)",
-        "dnn_rules": "readings of the dopamine rule (bbpes.learners.dopamine.READINGS): "
-        + ", ".join(RULES),
-        "dnn_directions": "increase (as printed) or decrease (the opposite sign)",
-        "dnn_steps": "step unit: link (eps1 per fired link) or logit (eps1 / summed activity)",
-        "dnn_variants": "RULE:DIRECTION:EPS1[:STEP] items to run instead of every "
-        "combination of dnn_rules, dnn_directions, dnn_epsilon1 and dnn_steps",
-        "dnn_epsilon0": "loss threshold eps0 of the rule (the paper: 0.75)",
-        "dnn_epsilon1": "step sizes eps1 of the rule to run (the paper: 1)",
-        "dnn_batch": "examples per training-loop step (the rule still sees one at a time)",
-        "sgd_lr": "Adam learning rate of the SGD baseline",
-        "signsgd_lr": "SignSGD step epsilon' (Eq. 5)",
-    },
 )

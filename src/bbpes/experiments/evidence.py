@@ -23,80 +23,43 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ..framework import Experiment, Setting
 from ..framework.checks import (
-    MAX_LOOP,
     check_signals,
     methods_of,
     require,
     require_fits,
     require_steps,
     signal_choices,
-    signal_learner,
-    signal_optimizer,
     signal_settings,
 )
-from ..memory import compiled_peak_bytes, memory_limit_bytes
+from ..history import first_at_least, nonfinite_steps, seconds_per_iteration
+from ..memory import memory_limit_bytes
 from ..models.bnn import RecurrentNetwork, Weights
-from ..neurons import registry
 from ..parallel import population_mesh_for
 from ..runs import RunDir
+from ..tasks import evidence_setup
 from ..tasks.evidence import EvidenceTask, window_majority_accuracy
 from ..tasks.evidence_setup import (
-    CASES,
-    DEFAULT_DRIVE,
     FORMS,
     build,
-    cell_drive,
     example_batch,
     hold_ms,
     initial_weights,
-    loss_forms,
+    make_learner,
+    member_bytes,
     neuron_name,
     spike_rates,
 )
 from ..train import compile_step, train
 from .evidence_plots import plot_accuracy, plot_pca
-from .history import first_at_least, nonfinite_steps, seconds_per_iteration
-
-__all__ = [  # the library names that moved to bbpes.tasks.evidence_setup and bbpes.memory
-    "CASES",
-    "DEFAULT_DRIVE",
-    "build",
-    "cell_drive",
-    "compiled_peak_bytes",
-    "hold_ms",
-    "initial_weights",
-    "make_estimator",
-    "memory_limit",
-    "neuron_name",
-    "spike_rates",
-]
 
 SIGNALS = signal_choices()
 """Every method name `method` accepts (those whose form the task lacks are refused)."""
 
 PAPER_METHODS = ["es", "bptt", "bptt_checkpointed", "pnde", "fnde"]
 """The methods run by default: the paper's ES and the backpropagation methods."""
-
-
-def make_learner(method: str, task: EvidenceTask, network: RecurrentNetwork, config, mesh=None):
-    """The learner of `method` on the evidence loss, with the optimizer of `optimizer`
-    (ES's population sharded over `mesh`, if one is given)."""
-    extra = {"mesh": mesh} if mesh is not None else {}
-    forms = loss_forms(task, network, config)
-    weights = initial_weights(config, task, 0)
-    return signal_learner(method, forms, optimizer(config, method), config, weights, **extra)
-
-
-def make_estimator(
-    method: str, task: EvidenceTask, network: RecurrentNetwork, config: dict, mesh=None
-):
-    """`f(weights, key, tokens, labels) -> (loss, grads)` of a gradient signal `method`
-    (kept for callers of the estimator alone; `make_learner` serves every signal)."""
-    return make_learner(method, task, network, config, mesh).estimator
 
 
 def memory_limit(config: dict[str, Any]) -> float:
@@ -168,20 +131,6 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         method = "es" if "es" in trained else next(iter(trained))
         plot_pca(run_dir, network, trained[method], task, *test, method, config)
     return metrics
-
-
-def optimizer(config: dict[str, Any], method: str) -> optax.GradientTransformation:
-    """Adam at `lr_es` (losses-only signals) or `lr` (gradients), with an optional cosine
-    decay to a tenth over the run, after a clip of the gradient's global norm for the
-    signals that take it (BPTT's gradient through spikes has rare huge outliers that
-    unsettle Adam's moments; `bptt_noclip` is the unclipped baseline)."""
-
-    def adam(lr):
-        if config["lr_schedule"] == "cosine":
-            lr = optax.cosine_decay_schedule(lr, config["steps"], alpha=0.1)
-        return optax.adam(lr)
-
-    return signal_optimizer(method, config, adam)
 
 
 def train_method(method, learner, task, network, test, config, run_dir, step=None):
@@ -276,13 +225,6 @@ def check(config: dict[str, Any]) -> None:
     require_fits(evidence_bytes(config), "the evidence network and its test set")
 
 
-def member_bytes(config: dict[str, Any]) -> float:
-    """A lower bound on the bytes of one perturbed network on a batch (float32): its
-    weights and the cell state and spikes of every trial."""
-    n = config["n_cells"]
-    return 4.0 * (n * (n + config["input_dim"] + 4) + 3 * config["batch"] * n)
-
-
 def evidence_bytes(config: dict[str, Any]) -> float:
     """A lower bound on the bytes a run holds besides the ES population (float32): one
     network on a batch, and the test and rate trials' tokens."""
@@ -290,23 +232,8 @@ def evidence_bytes(config: dict[str, Any]) -> float:
     return member_bytes(config) + 4.0 * trials
 
 
-class _Cells:
-    """The `neuron` values: 'case', or a registered cell (plugins' included)."""
-
-    def __contains__(self, name: object) -> bool:
-        return name == "case" or name in registry.CELLS
-
-    def __iter__(self):
-        return iter(["case", *registry.CELLS])
-
-
 SETTINGS = (
-    Setting(
-        "case",
-        "A",
-        "A: non-explosive 300 ms; B: explosive 300 ms; C: non-explosive 1 s",
-        choices=tuple(CASES),
-    ),
+    evidence_setup.SETTINGS[0],  # case
     Setting(
         "method",
         PAPER_METHODS,
@@ -315,65 +242,16 @@ SETTINGS = (
         choices=SIGNALS,
         quick=["es", "bptt"],
     ),
-    Setting(
-        "neuron",
-        "case",
-        "cell model (a name in bbpes.neurons.CELLS), or 'case' for the case's",
-        choices=_Cells(),
-    ),
-    Setting("hold", 0.0, "time each input is held", "ms", low=0, zero="the case's, 6 or 20 ms"),
-    Setting("n_cells", 128, "cells in the recurrent network", low=1, quick=32),
-    Setting("batch", 64, "trials per iteration", low=1, quick=32),
-    Setting("lr", 5e-4, "Adam learning rate of the gradient signals", positive=True, quick=0.002),
-    Setting("lr_es", 0.002, "Adam learning rate of the losses-only signals", positive=True),
+    *evidence_setup.SETTINGS[1:],
     Setting(
         "lr_schedule",
         "cosine",
         "constant, or cosine (decay to a tenth over the run)",
         choices=("constant", "cosine"),
     ),
-    Setting(
-        "clip", 20.0, "clip each gradient's global norm to this before Adam", low=0, zero="off"
-    ),
     Setting("steps", 300, "training iterations", low=1, quick=150),
     Setting("seeds", 5, "seeds per method", low=1, quick=1),
     Setting("eval_every", 10, "iterations between test evaluations", low=1),
-    Setting("test_trials", 1000, "test trials", low=1, quick=256),
-    Setting("n_inputs", 50, "inputs per trial", low=1, quick=10),
-    Setting("input_dim", 32, "dimension of each input token", low=1),
-    Setting("window", 10.0, "readout window at the end of the trial", "ms", positive=True),
-    Setting("dt", 0.1, "integration step", "ms", positive=True),
-    Setting("p_null", 0.25, "probability of a null input", low=0, high=1),
-    Setting(
-        "p_favoured",
-        0.5,
-        "probability of the trial's favoured type (the rest split evenly)",
-        low=0,
-        high=1,
-    ),
-    Setting(
-        "i_app",
-        1.0,
-        "fixed bias current, in units of the cell's tonic-firing current",
-        any_value=True,
-    ),
-    Setting(
-        "in_scale", 1.0, "std of W_in x at init (units of the cell's tonic-firing current)", low=0
-    ),
-    Setting("rec_scale", 0.0, "std of W_rec T at init for all cells firing (same units)", low=0),
-    Setting("out_scale", 0.1, "std of the readout weights at init", low=0),
-    Setting("out_bias", 1 / 3, "the readout's initial bias", any_value=True),
-    Setting("ode_rtol", 1e-4, "pnde/fnde solver relative tolerance", positive=True),
-    Setting("ode_atol", 1e-4, "pnde/fnde solver absolute tolerance", positive=True),
-    Setting(
-        "ode_max_steps",
-        0,
-        "pnde/fnde solver step budget (pnde's memory grows with it; "
-        "Hodgkin-Huxley needs about 10x)",
-        low=0,
-        high=MAX_LOOP,
-        zero="the stepper's step count",
-    ),
     Setting(
         "memory_limit_gb",
         0.0,
@@ -392,8 +270,10 @@ SETTINGS = (
         "pca_trials", 90, "test trials shown in the PCA of the hidden activity (Fig. 7B)", low=1
     ),
     Setting("x64", False, "simulate in float64"),
-    *signal_settings({"es_chunk": 20}, {"samples": 20}),
+    *signal_settings(evidence_setup.KNOBS, {"samples": 20}),
 )
+"""The task's settings (`bbpes.tasks.evidence_setup.SETTINGS`), the methods, the
+training run and what is measured."""
 
 EXPERIMENT = Experiment(
     name="evidence",

@@ -8,9 +8,9 @@ parameters with their bounds, the protocol and the true values; the target is NE
 own traces of the cell at the truth. `cell` names the cell (empty: NEURON's `hh` in a
 soma of the problem's size), `mechanisms` its `.mod` directory, `parameters` what each
 fitted parameter sets in NEURON (`gnabar=soma.gnabar_hh`; empty: `soma.NAME_hh`).
-Training, budget, outputs and `--resume` are `fit`'s (`bbpes.experiments.fit`):
-`fitted.json`, `features.json`/`.md`, `sweeps.png`, `loss.png`, history, metrics, plus
-the Ray counts (workers, samples retried or lost). See `bbpes.blackbox` and
+Training, budget, outputs and `--resume` are `fit`'s (`bbpes.fitting.training` and
+`experiments/fit_report.py`): `fitted.json`, `features.json`/`.md`, `sweeps.png`,
+`loss.png`, history, metrics, plus the Ray counts (workers, samples retried or lost). See `bbpes.blackbox` and
 docs/scaling.md, "Fit your NEURON model on a cluster".
 
     bbpes run fit-neuron --set cell=examples/neuron_cell/cell.hoc --set template=HHSoma \\
@@ -27,64 +27,12 @@ from typing import Any
 from ..blackbox._neuron import INSTALL, installed
 from ..blackbox.fit import PROBLEMS, default_parameters, refused_signals, suite_problem
 from ..blackbox.neuron_cell import NeuronCell, parse_parameters
-from ..fitting import suite
+from ..fitting import suite, training
+from ..framework import Experiment, Setting
+from ..framework.checks import check_signals, require, signal_choices
 from ..progress import log
 from ..runs import RunDir
-from . import fit
-from .base import (
-    Experiment,
-    check_signals,
-    require,
-    require_at_least,
-    require_positive,
-    signal_choices,
-    signal_help,
-    signal_settings,
-)
-
-TRAINING = (
-    "method", "evaluations", "samples", "sigma", "lr", "lr_es", "clip", "starts", "features",
-    "noise", "tolerance", "relative_std", "x64",
-)  # fmt: skip
-"""The settings of `fit` this experiment takes as they are."""
-
-DEFAULTS = signal_settings(
-    {
-        "problem": "hh",
-        **{k: fit.DEFAULTS[k] for k in TRAINING},
-        "cell": "",
-        "template": "",
-        "mechanisms": "",
-        "parameters": [],
-        "celsius": 6.3,
-        "v_init": -65.0,
-        "workers": 0,
-        "address": "",
-        "retries": 2,
-        "timeout": 0.0,
-    }
-)
-
-HELP = signal_help(
-    {
-        **{k: fit.HELP[k] for k in TRAINING},
-        "problem": "hh (Neuroptimus test case 1) or simplecell: parameters, bounds, protocol, truth",
-        "x64": "the search (z, the parameter values sent) in float64; NEURON runs in float64 always",
-        "method": "a forward-only signal (es, evosax:CMA_ES, ...): NEURON gives losses, not gradients",
-        "cell": "a .hoc file (with template), MODULE:FUNCTION or FILE.py:FUNCTION returning the soma; empty: NEURON's hh in a soma",
-        "template": "the hoc template of a .hoc cell",
-        "mechanisms": "a directory of .mod files (compiled once by nrnivmodl)",
-        "parameters": "NAME=soma.VAR, NAME=all.VAR or NAME=h.GLOBAL per fitted parameter (empty: NAME=soma.NAME_hh)",
-        "celsius": "temperature (°C) of every run",
-        "v_init": "initial voltage (mV)",
-        "workers": "Ray workers (one CPU each); 0: every free CPU of the cluster",
-        "address": "an existing Ray cluster ('auto', 'ray://host:10001'); empty: a local one on 127.0.0.1",
-        "retries": "tries again for a sample that fails (exception, timeout, NaN)",
-        "timeout": "seconds one sample may run before its worker is replaced (0: no limit)",
-    }
-)
-
-QUICK = fit.QUICK
+from .fit_report import fit_and_report
 
 
 def make_cell(config: dict[str, Any]) -> NeuronCell:
@@ -118,19 +66,10 @@ def check(config: dict[str, Any]) -> None:
         config["problem"] in PROBLEMS,
         f"unknown problem {config['problem']!r} for a NEURON fit (choose from {', '.join(PROBLEMS)})",
     )
-    require_at_least(config, 1, "evaluations", "starts")
-    require_positive(config, "sigma", "lr", "lr_es", "tolerance", "relative_std")
-    require(config["noise"] >= 0, "noise must be >= 0")
-    require(config["clip"] >= 0, "clip must be >= 0 (0: no gradient clip)")
-    require(config["workers"] >= 0, "workers must be >= 0 (0: every free CPU)")
     require(
         config["workers"] <= config["samples"] * config["starts"] + 1,
         "workers must be <= samples x starts + 1 (the most samples evaluated at once)",
     )
-    require(config["retries"] >= 0, "retries must be >= 0")
-    require(config["timeout"] >= 0, "timeout must be >= 0 (0: no limit)")
-    require(-273.15 < config["celsius"] <= 100, "celsius must be in (-273.15, 100] °C")
-    require(abs(config["v_init"]) <= 1000, "v_init must be within ±1000 mV")
     require(
         re.fullmatch(r"|auto|(ray://)?[\w.\-]+:\d+", config["address"]) is not None,
         f"address {config['address']!r} is not '', 'auto', 'host:port' or 'ray://host:port'",
@@ -168,7 +107,7 @@ def run(config: dict[str, Any], out: RunDir) -> dict[str, Any]:
     with problem:
         workers = problem.evaluator.workers
         log(f"fit-neuron: {cell.source} on {workers} Ray workers")
-        metrics = fit.run(config, out, fit=problem)
+        metrics = fit_and_report(config, problem, out)
         stats = problem.evaluator.stats
     return {
         **metrics,
@@ -184,13 +123,67 @@ def run(config: dict[str, Any], out: RunDir) -> dict[str, Any]:
     }
 
 
+SETTINGS = (
+    Setting(
+        "problem",
+        "hh",
+        "hh (Neuroptimus test case 1) or simplecell: parameters, bounds, protocol, truth",
+    ),
+    Setting(
+        "method",
+        training.METHOD,
+        "a forward-only signal (es, evosax:CMA_ES, ...): NEURON gives losses, not gradients",
+        choices=signal_choices(),
+    ),
+    *training.SETTINGS,
+    *training.TARGET,
+    Setting(
+        "x64",
+        False,
+        "the search (z, the parameter values sent) in float64; NEURON runs in float64 always",
+    ),
+    Setting(
+        "cell",
+        "",
+        "a .hoc file (with template), MODULE:FUNCTION or FILE.py:FUNCTION returning the "
+        "soma; empty: NEURON's hh in a soma",
+    ),
+    Setting("template", "", "the hoc template of a .hoc cell"),
+    Setting("mechanisms", "", "a directory of .mod files (compiled once by nrnivmodl)"),
+    Setting(
+        "parameters",
+        [],
+        "NAME=soma.VAR, NAME=all.VAR or NAME=h.GLOBAL per fitted parameter "
+        "(empty: NAME=soma.NAME_hh)",
+    ),
+    Setting("celsius", 6.3, "temperature of every run", "°C", low=-273.15, high=100),
+    Setting("v_init", -65.0, "initial voltage", "mV", low=-1000, high=1000),
+    Setting(
+        "workers", 0, "Ray workers (one CPU each)", low=0, zero="every free CPU of the cluster"
+    ),
+    Setting(
+        "address",
+        "",
+        "an existing Ray cluster ('auto', 'ray://host:10001'); empty: a local one on 127.0.0.1",
+    ),
+    Setting("retries", 2, "tries again for a sample that fails (exception, timeout, NaN)", low=0),
+    Setting(
+        "timeout",
+        0.0,
+        "seconds one sample may run before its worker is replaced",
+        "s",
+        low=0,
+        zero="no limit",
+    ),
+    *training.knob_settings(),
+)
+"""`fit`'s training settings (`bbpes.fitting.training`), the NEURON cell and the Ray
+cluster."""
+
 EXPERIMENT = Experiment(
     name="fit-neuron",
     summary="fit a NEURON cell (hoc or Python, .mod mechanisms) as a black box on a Ray cluster",
     run=run,
-    defaults=DEFAULTS,
-    quick=QUICK,
-    choices={"method": signal_choices()},
+    settings=SETTINGS,
     check=check,
-    help=HELP,
 )

@@ -1,19 +1,82 @@
-"""The figures and tables of `bbpes run fit`: the fitted model against the target per
-sweep, the loss against evaluations and seconds, and the feature table (target, fitted
-value, z-score)."""
+"""The outputs of `bbpes run fit` and `bbpes run fit-neuron`: the fitted parameters
+(`fitted.json`), the feature table (target, fitted value, z-score: `features.json` and
+`.md`), the fitted model against the target per sweep (`sweeps.png`), the loss against
+evaluations and seconds (`loss.png`), and the metrics; `fit_and_report` trains a fit
+(`bbpes.fitting.training`) and writes them."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import plotting, signals
 from ..features import extract
 from ..fitting.problem import Fit, jitted
+from ..fitting.training import FitRun, train_fit
 from ..runs import RunDir
+
+
+def fit_and_report(config: Mapping[str, Any], fit: Fit, out: RunDir) -> dict[str, Any]:
+    """Train `fit` as `config` says (`bbpes.fitting.training.train_fit`, in float64
+    when `x64`), write its outputs into `out` (`report`) and return the metrics."""
+    with jax.enable_x64(bool(config["x64"])):
+        return report(config, fit, train_fit(config, fit, out), out)
+
+
+def report(config: Mapping[str, Any], fit: Fit, run: FitRun, out: RunDir) -> dict[str, Any]:
+    """The best point of `run` (lowest hard loss among the scored centres), written as
+    `fitted.json`, `features.json`/`.md`, `sweeps.png`, `loss.png`; returns the metrics."""
+    records, per_step = run.records, run.per_step
+    best = min(
+        records, key=lambda r: r["hard_loss"] if r["hard_loss"] == r["hard_loss"] else math.inf
+    )
+    values = np.array([best[f"value_{n}"] for n in fit.space.names])
+    fitted = {
+        p.name: {"value": float(v), "unit": p.unit, "low": p.low, "high": p.high}
+        for p, v in zip(fit.space.parameters, values)
+    }
+    errors = fit.relative_errors(values)
+    if errors is not None:
+        for p, t, e in zip(fit.space.parameters, fit.truth, errors):
+            fitted[p.name].update(truth=float(t), relative_error=float(e))
+    out.write_json(
+        "fitted.json", {"problem": fit.name, "method": config["method"], "parameters": fitted}
+    )
+    rows = feature_table(fit, values, out)
+    plot_sweeps(fit, values, out)
+    plot_loss(records, per_step, config["method"], out)
+
+    tol = config["tolerance"]
+    reached = [r for r in records if r.get("max_relative_error", math.inf) <= tol]
+    first = reached[0] if reached else None
+    metrics = {
+        "problem": fit.name,
+        "method": config["method"],
+        "best_hard_loss": float(best["hard_loss"]),
+        "evaluations": float(len(records) - 1) * per_step,
+        "cost_per_step": run.cost,
+        "seconds": float(records[-1].get("seconds", 0.0)) if records else 0.0,
+        "stopped": run.stopped,
+        **{f"fitted_{k}": v["value"] for k, v in fitted.items()},
+        "max_abs_z": float(
+            max((abs(r["z"]) for r in rows if r["z"] is not None), default=math.nan)
+        ),
+        "features_missing": sum(r["z"] is None for r in rows),  # scored the penalty
+        **{f"timing_{k}": v for k, v in run.timings.items()},
+    }
+    if errors is not None:
+        metrics["max_relative_error"] = float(np.max(errors))
+        metrics["recovered"] = bool(np.max(errors) <= tol)
+        metrics["evaluations_to_tolerance"] = (
+            float(first["step"] * per_step) if first is not None else None
+        )
+        metrics["seconds_to_tolerance"] = float(first.get("seconds", 0.0)) if first else None
+    return metrics
 
 
 def fitted_voltage(fit: Fit, values: np.ndarray) -> np.ndarray:

@@ -24,22 +24,29 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib.ticker
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .. import plotting
 from ..estimators import bptt
+from ..framework import Experiment, Setting
+from ..framework.checks import methods_of, require, require_fits
 from ..learners import GradientLearner, Repeated
 from ..learners.mutation import MetropolisMutation, corresponding_optimizer, gd_learning_rate
 from ..learners.mutation_probe import mean_step_probe
 from ..runs import RunDir
 from ..tasks.teacher_student import NETS, mse, population_evaluator, student, teacher_data
 from ..train import train
-from .base import Experiment, methods_of, require, require_at_least, require_fits, require_positive
+from .neuroevolution_gd_plots import (
+    WATCHED,
+    loglog_slope,
+    plot_losses,
+    plot_scaling,
+    plot_weights,
+    regime_key,
+    sigmas_of,
+)
 
 REGIMES = ("finite", "inf")
-WATCHED = 3  # weights whose mean trajectories are plotted
 
 
 def regime_beta(config: dict[str, Any], regime: str) -> float:
@@ -59,10 +66,6 @@ def schedule(config: dict[str, Any], regime: str, sigma: float) -> tuple[int, in
     steps = max(1, math.ceil(total / time_per_step(regime_beta(config, regime), sigma)))
     per_record = max(1, math.ceil(steps / config["records"]))
     return math.ceil(steps / per_record), per_record
-
-
-def regime_key(regime: str) -> str:
-    return "beta_inf" if regime == "inf" else "beta_finite"
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
@@ -96,10 +99,6 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
         plot_weights(run_dir, config, results, regime)
     plot_scaling(run_dir, config, results, probes)
     return metrics
-
-
-def sigmas_of(config: dict[str, Any], regime: str) -> list[float]:
-    return list(config["sigmas_inf"] if regime == "inf" else config["sigmas_finite"])
 
 
 def sigma_metrics(name: str, fit: dict, curves: dict) -> dict[str, Any]:
@@ -192,156 +191,10 @@ def history_columns(history: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.array([r[k] for r in rows]) for k in rows[0] if k in keys}
 
 
-def loglog_slope(x, y) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
-
-
-def _time_label(regime: str) -> str:
-    return "path length s = steps σ/√(2π)" if regime == "inf" else "GD time t = steps βσ²/2"
-
-
-def plot_losses(run_dir: RunDir, config: dict, results: dict, regime: str) -> None:
-    nets = methods_of(config, "nets")
-    sigmas = sigmas_of(config, regime)
-    fig, axes = plotting.figure(
-        ncols=len(sigmas), nrows=len(nets), width=4.0, height=3.2, layout="constrained"
-    )
-    for row, net in enumerate(nets):
-        for col, sigma in enumerate(sigmas):
-            ax, curves = axes[row][col], results[net, regime, sigma]
-            t, mut = curves["time"], curves["mutation"]
-            ax.plot(
-                t,
-                mut["loss_mean"],
-                color="tab:red",
-                label=f"mutation mean (R={config['population']})",
-            )
-            ax.fill_between(
-                t,
-                np.maximum(mut["loss_mean"] - mut["loss_std"], mut["loss_min"]),
-                mut["loss_mean"] + mut["loss_std"],
-                color="tab:red",
-                alpha=0.2,
-                label="±1 std",
-            )
-            ax.plot(t, mut["loss_min"], color="tab:red", lw=0.5, ls=":", label="min / max")
-            ax.plot(t, mut["loss_max"], color="tab:red", lw=0.5, ls=":")
-            ax.plot(t, curves["gd"]["loss_mean"], color="black", ls="--", label="gradient descent")
-            ax.set_yscale("log")
-            ax.set(
-                title=f"{net}, σ={sigma:g}: gap {curves['relative_gap']:.3f}",
-                xlabel=_time_label(regime),
-                ylabel="loss (MSE)",
-            )
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7)
-    beta = "∞" if regime == "inf" else f"{config['beta']:g}"
-    fig.suptitle(f"Metropolis mutation vs gradient descent, β = {beta}")
-    run_dir.save_figure(fig, f"loss_{regime_key(regime)}.png")
-
-
-def plot_weights(run_dir: RunDir, config: dict, results: dict, regime: str) -> None:
-    """Watched weights of the mean mutation network and of GD, at the smallest sigma."""
-    nets = methods_of(config, "nets")
-    sigma = min(sigmas_of(config, regime))
-    fig, axes = plotting.figure(ncols=len(nets), width=4.5, height=3.4, layout="constrained")
-    for col, net in enumerate(nets):
-        ax, curves = axes[0][col], results[net, regime, sigma]
-        for i in range(WATCHED):
-            line = ax.plot(
-                curves["time"], curves["mutation"][f"w_{i}"], label=f"mean mutation w{i}"
-            )
-            ax.plot(
-                curves["time"],
-                curves["gd"][f"w_{i}"],
-                ls="--",
-                color=line[0].get_color(),
-                label=f"GD w{i}",
-            )
-        ax.set(
-            title=f"{net}, σ={sigma:g}: weight gap {curves['weight_gap']:.3f}",
-            xlabel=_time_label(regime),
-            ylabel="weight",
-        )
-        ax.legend(fontsize=6, ncols=2)
-    run_dir.save_figure(fig, f"weights_{regime_key(regime)}.png")
-
-
-def plot_scaling(run_dir: RunDir, config: dict, results: dict, probes: dict) -> None:
-    """Gap against sigma (log-log) and fitted against predicted prefactor."""
-    fig, ((ax_gap, ax_pre),) = plotting.figure(ncols=2, width=5.5, height=4.0, layout="constrained")
-    for regime in methods_of(config, "regimes"):
-        sigmas = np.asarray(sigmas_of(config, regime))
-        for net, marker in zip(methods_of(config, "nets"), "os"):
-            label = f"{net}, {regime_key(regime)}"
-            gaps = [results[net, regime, s]["relative_gap"] for s in sigmas]
-            ax_gap.loglog(
-                sigmas,
-                gaps,
-                marker=marker,
-                label=f"{label} (slope {loglog_slope(sigmas, gaps):.2f})",
-            )
-            fits = [probes[net, regime, s] for s in sigmas]
-            ax_pre.errorbar(
-                sigmas,
-                [f["fitted"] for f in fits],
-                yerr=[2 * f["stderr"] for f in fits],
-                marker=marker,
-                ls="none",
-                label=f"fitted, {label}",
-            )
-            ax_pre.plot(sigmas, [f["linear"] for f in fits], lw=0.6, color="gray")
-        ax_pre.plot(
-            sigmas,
-            [
-                probes[next(iter(methods_of(config, "nets"))), regime, s]["predicted"]
-                for s in sigmas
-            ],
-            color="black",
-            ls="--",
-            lw=0.8,
-        )
-    ax_gap.set(xlabel="σ", ylabel="relative gap (mean loss vs GD)", title="Gap shrinks with σ")
-    ax_pre.set(
-        xscale="log",
-        yscale="log",
-        xlabel="σ",
-        ylabel="prefactor k",
-        title="Mean step: fitted (±2 s.e.), law (dashed), linear-exact (gray)",
-    )
-    for ax in (ax_gap, ax_pre):
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax_gap.legend(fontsize=7)
-    ax_pre.legend(fontsize=6)
-    run_dir.save_figure(fig, "scaling.png")
-
-
 def check(config: dict[str, Any]) -> None:
-    require(config["population"] >= 2, "population must be >= 2 (independent mutation runs)")
-    require(config["probe_population"] >= 2, "probe_population must be >= 2")
-    require(config["records"] >= 2, "records must be >= 2")
-    require(
-        config["beta"] > 0 and math.isfinite(config["beta"]),
-        "beta must be positive and finite (beta = inf is the 'inf' regime)",
-    )
     for key in ("sigmas_inf", "sigmas_finite"):
-        require(
-            len(config[key]) >= 1 and all(s > 0 for s in config[key]), f"{key} must be positive"
-        )
+        require(len(config[key]) >= 1, f"{key} must not be empty")
         require(len(set(config[key])) == len(config[key]), f"{key} must not repeat a value")
-    require(
-        config["path_length"] > 0 and config["gd_time"] > 0,
-        "path_length and gd_time must be positive",
-    )
-    require_at_least(
-        config, 1, "n_inputs", "n_data", "teacher_width", "shallow_width", "deep_width"
-    )
-    require(config["deep_layers"] >= 2, "deep_layers must be >= 2 (the deep network)")
-    require_positive(config, "teacher_scale")
     widest = max(config["teacher_width"], config["shallow_width"], config["deep_width"])
     params = config["n_inputs"] * widest + config["deep_layers"] * config["deep_width"] ** 2
     walkers = max(config["population"], config["probe_population"])
@@ -351,50 +204,86 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    Setting(
+        "nets",
+        list(NETS),
+        "shallow (one hidden layer) and/or deep (deep_layers hidden layers)",
+        choices=NETS,
+    ),
+    Setting(
+        "regimes",
+        list(REGIMES),
+        "finite beta (GD with lr = beta sigma^2 / 2) and/or beta = inf (normalised GD)",
+        choices=REGIMES,
+    ),
+    Setting("n_inputs", 2, "input dimension of the teacher and the students", low=1),
+    Setting("n_data", 32, "training inputs, drawn from N(0, I)", low=1),
+    Setting("teacher_width", 4, "tanh hidden units of the teacher", low=1),
+    Setting(
+        "teacher_scale",
+        2.0,
+        "weight scale of the random teacher network that makes the targets",
+        positive=True,
+    ),
+    Setting("shallow_width", 8, "hidden units of the shallow student", low=1),
+    Setting("deep_width", 6, "hidden units per layer of the deep student", low=1),
+    Setting("deep_layers", 4, "hidden layers of the deep student", low=2),
+    Setting(
+        "population",
+        512,
+        "R, independent mutation runs from the same initial weights",
+        low=2,
+        quick=128,
+    ),
+    Setting(
+        "probe_population",
+        100_000,
+        "walkers of the one-step probe that fits the mean-step prefactor",
+        low=2,
+        quick=20_000,
+    ),
+    Setting(
+        "sigmas_inf",
+        [0.04, 0.02, 0.01, 0.005, 0.0025],
+        "mutation scales for beta = inf (parameter units)",
+        positive=True,
+        quick=[0.04, 0.02, 0.01],
+    ),
+    Setting(
+        "path_length",
+        1.6,
+        "beta = inf: total path length of normalised GD, steps x sigma / sqrt(2 pi)",
+        positive=True,
+    ),
+    Setting(
+        "beta",
+        300.0,
+        "inverse temperature of the finite-beta regime (1 / loss; beta = inf is the 'inf' regime)",
+        positive=True,
+    ),
+    Setting(
+        "sigmas_finite",
+        [0.008, 0.004, 0.002, 0.001, 0.0005],
+        "mutation scales for the finite beta (parameter units)",
+        positive=True,
+        quick=[0.008, 0.004, 0.002],
+    ),
+    Setting("gd_time", 1.0, "finite beta: total GD time, steps x beta sigma^2 / 2", positive=True),
+    Setting(
+        "records",
+        100,
+        "history entries per curve (the steps are grouped evenly between them)",
+        low=2,
+        quick=40,
+    ),
+    Setting("x64", False, "compute in float64"),
+)
+
 EXPERIMENT = Experiment(
     name="neuroevolution-gd",
     summary="R averaged Metropolis mutation runs vs gradient descent, shallow and deep nets, finite and infinite beta",
     run=run,
-    defaults={
-        "nets": list(NETS),
-        "regimes": list(REGIMES),
-        "n_inputs": 2,
-        "n_data": 32,
-        "teacher_width": 4,
-        "teacher_scale": 2.0,
-        "shallow_width": 8,
-        "deep_width": 6,
-        "deep_layers": 4,
-        "population": 512,
-        "probe_population": 100_000,
-        "sigmas_inf": [0.04, 0.02, 0.01, 0.005, 0.0025],
-        "path_length": 1.6,
-        "beta": 300.0,
-        "sigmas_finite": [0.008, 0.004, 0.002, 0.001, 0.0005],
-        "gd_time": 1.0,
-        "records": 100,
-        "x64": False,
-    },
-    quick={
-        "population": 128,
-        "probe_population": 20_000,
-        "sigmas_inf": [0.04, 0.02, 0.01],
-        "sigmas_finite": [0.008, 0.004, 0.002],
-        "records": 40,
-    },
-    choices={"nets": NETS, "regimes": REGIMES},
+    settings=SETTINGS,
     check=check,
-    help={
-        "nets": "shallow (one hidden layer) and/or deep (deep_layers hidden layers)",
-        "regimes": "finite beta (GD with lr = beta sigma^2 / 2) and/or beta = inf (normalised GD)",
-        "teacher_scale": "weight scale of the random teacher network that makes the targets",
-        "population": "R, independent mutation runs from the same initial weights",
-        "probe_population": "walkers of the one-step probe that fits the mean-step prefactor",
-        "sigmas_inf": "mutation scales for beta = inf (parameter units)",
-        "path_length": "beta = inf: total path length of normalised GD, steps x sigma / sqrt(2 pi)",
-        "beta": "inverse temperature of the finite-beta regime (1 / loss)",
-        "sigmas_finite": "mutation scales for the finite beta",
-        "gd_time": "finite beta: total GD time, steps x beta sigma^2 / 2",
-        "records": "history entries per curve (the steps are grouped evenly between them)",
-    },
 )

@@ -23,10 +23,11 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from .. import plotting
+from ..framework import Experiment, Setting
+from ..framework.checks import require, require_fits
 from ..learners.nne import NNE, GeneMap, random_gene_map, sample_genotypes
 from ..runs import RunDir
 from ..train import train
-from .base import Experiment, require, require_fits
 
 LOSSES = ("cosine", "squared")
 
@@ -215,15 +216,8 @@ def plot_evolution(run_dir: RunDir, histories: dict, config: dict) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["m"] >= 1, "m must be >= 1")
-    require(0 < config["d"] <= config["m"], "d must be in (0, m]")
-    require(config["genes"] and all(n >= 1 for n in config["genes"]), "genes must be >= 1")
-    require(all(n >= 1 for n in config["nne_genes"]), "nne_genes must be >= 1")
-    require(config["trials"] >= 1 and config["population"] >= 2, "trials >= 1, population >= 2")
-    require(config["generations"] >= 1 and config["eval_every"] >= 1, "generations >= 1")
-    require(config["epsilon_scale"] > 0 and config["loss_margin"] >= 1, "bad epsilon settings")
-    require(config["loss"] in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
-    require(config["epsilon_scale"] != float("inf"), "epsilon_scale must be finite")
+    require(config["d"] <= config["m"], "d must be in (0, m]")
+    require(len(config["genes"]) >= 1, "genes must not be empty")
     genes = max([*config["genes"], *config["nne_genes"]])
     require_fits(
         8.0 * config["m"] * genes * 3 + 4.0 * config["population"] * genes,
@@ -231,41 +225,53 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    Setting("m", 20, "dimension of the linear target a", low=1),
+    Setting(
+        "d", 5.0, "expected nonzeros per column of W (entries +-sqrt(m/d) w.p. d/m)", positive=True
+    ),
+    Setting(
+        "genes",
+        [10, 20, 40, 80, 160, 320, 640, 1280, 2560],
+        "numbers of genes n for the existence check",
+        low=1,
+        quick=[10, 20, 40, 80, 160, 320, 640],
+    ),
+    Setting("trials", 5, "random problems per n", low=1, quick=3),
+    Setting(
+        "nne_genes",
+        [80, 320, 1280],
+        "numbers of genes n for NNE runs",
+        low=1,
+        quick=[80, 640],
+    ),
+    Setting("population", 200, "genotypes per generation", low=2),
+    Setting("generations", 3000, "NNE generations", low=1, quick=600),
+    Setting("eval_every", 50, "generations between evaluations of cos(W p, a)", low=1, quick=20),
+    Setting(
+        "loss",
+        "cosine",
+        "cosine (1 - correlation of output and label) or squared error",
+        choices=LOSSES,
+    ),
+    Setting(
+        "epsilon_scale",
+        1.0,
+        "selection strength as a fraction of Theorem 1's bound 1/(2U)",
+        positive=True,
+    ),
+    Setting(
+        "loss_margin",
+        2.0,
+        "squared loss: U is taken as this times the population's loss at p^1",
+        low=1,
+    ),
+)
+
 EXPERIMENT = Experiment(
     name="nne-linear",
     summary="Theorem 2: W p approaches any linear target as genes grow, and NNE finds it",
     run=run,
-    defaults={
-        "m": 20,
-        "d": 5.0,
-        "genes": [10, 20, 40, 80, 160, 320, 640, 1280, 2560],
-        "trials": 5,
-        "nne_genes": [80, 320, 1280],
-        "population": 200,
-        "generations": 3000,
-        "eval_every": 50,
-        "loss": "cosine",
-        "epsilon_scale": 1.0,
-        "loss_margin": 2.0,
-    },
-    quick={
-        "genes": [10, 20, 40, 80, 160, 320, 640],
-        "trials": 3,
-        "nne_genes": [80, 640],
-        "generations": 600,
-        "eval_every": 20,
-    },
-    choices={"loss": LOSSES},
+    settings=SETTINGS,
     check=check,
-    help={
-        "loss": "cosine (1 - correlation of output and label) or squared error",
-        "m": "dimension of the linear target a",
-        "d": "expected nonzeros per column of W (entries +-sqrt(m/d) w.p. d/m)",
-        "genes": "numbers of genes n for the existence check",
-        "trials": "random problems per n",
-        "nne_genes": "numbers of genes n for NNE runs",
-        "population": "genotypes per generation",
-        "epsilon_scale": "selection strength as a fraction of Theorem 1's bound 1/(2U)",
-        "loss_margin": "squared loss: U is taken as this times the population's loss at p^1",
-    },
 )

@@ -22,36 +22,28 @@ import optax
 from jax import Array
 
 from ..estimators.backprop import bptt
+from ..framework import Experiment, Setting
+from ..framework.checks import require_fits
+from ..history import last, seconds_per_iteration, steps_per_second
 from ..learners import GradientLearner
-from ..learners.nne import GeneMap, sample_genotypes
+from ..learners.nne import GeneMap, random_gene_map, sample_genotypes
+from ..learners.nne_variants import VARIANTS, nne_variant
 from ..models.sparse_mlp import SparseMLP
 from ..runs import RunDir
+from ..settings import by_name, with_values
 from ..tasks.mnist import MnistData, batch_indices
-from ..tasks.mnist_nne import (
-    ClippedFitness,
-    accuracy_fn,
-    masked_initial_params,
-    masked_logits,
-    masked_loss,
-)
+from ..tasks.mnist_nne import accuracy_fn, masked_initial_params, masked_logits, masked_loss
 from ..tasks.mnist_nne_setup import Training, es_training, load_data, sparse_net
-from ..tasks.readout import FeatureReadout
-from ..train import train
-from .base import Experiment, require, require_at_least, require_fits, require_positive
-from .history import last, seconds_per_iteration, steps_per_second
-from .mnist_data import (
-    DATA_DEFAULTS,
-    DATA_HELP,
+from ..tasks.mnist_nne_setup import nne_training as split_training
+from ..tasks.mnist_settings import (
     ES_METHODS,
-    METHOD_CHOICES,
-    SPLIT_CHOICES,
-    SPLIT_DEFAULTS,
-    SPLIT_HELP,
-    SPLIT_QUICK,
+    SPLIT,
     check_es,
     check_split,
-    nne_training,
+    dense_population_bytes,
 )
+from ..tasks.readout import FeatureReadout
+from ..train import train
 from .nne_mnist_report import (
     PAPER_TABLE1,
     plot_accuracy,
@@ -61,7 +53,35 @@ from .nne_mnist_report import (
     write_table,
 )
 
-__all__ = ["DATA_DEFAULTS", "DATA_HELP", "ClippedFitness", "last"]  # importable from here too
+METHODS = (*VARIANTS, *ES_METHODS)
+"""The NNE rules (`bbpes.learners.nne_variants.VARIANTS`), which evolve the sparse
+network's genes, and the evolution strategies, which train a dense MLP."""
+
+
+def nne_training(
+    config: dict[str, Any],
+    data: MnistData,
+    net: SparseMLP,
+    method: str,
+    genes: int,
+    generations: int,
+    eval_samples: int = 0,
+) -> tuple[Training, GeneMap]:
+    """NNE rule `method` (`VARIANTS`) with `genes` genes (its `eps` schedule over
+    `generations`), `eval_samples` genotypes drawn at each evaluation: the `Training`
+    of `bbpes.tasks.mnist_nne_setup.nne_training` and the gene map `W`."""
+
+    def rule(fitness):
+        population, epsilon, chunk = config["population"], config["epsilon"], config["chunk"]
+        return nne_variant(
+            method, fitness, population, epsilon, chunk, schedule_generations=generations
+        )
+
+    def sample(key, p):
+        return sample_genotypes(key, p, eval_samples)
+
+    draw = sample if eval_samples else None
+    return split_training(config, data, net, genes, random_gene_map, rule, draw)
 
 
 def evolve(
@@ -254,12 +274,12 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
 
 def check(config: dict[str, Any]) -> None:
     check_split(config)
-    require_at_least(config, 1, "generations", "sweep_generations", "eval_every")
-    require_at_least(config, 1, "checkpoint_every", "batch_size", "signsgd_steps", "sgd_steps")
-    require(all(g >= 1 for g in config["genes_sweep"]), "genes_sweep values must be >= 1")
-    require_positive(config, "signsgd_lr", "sgd_lr")
-    require(config["eval_samples"] >= 0, "eval_samples must be >= 0 (0: none)")
     check_es(config, [config["method"]])
+    if config["method"] in ES_METHODS:
+        require_fits(
+            dense_population_bytes(config),
+            f"{config['chunk']} perturbed dense MLPs evaluated at once",
+        )
     genes = max([config["genes"], *config["genes_sweep"]])
     pixels = 28 * 28
     require_fits(
@@ -269,56 +289,63 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    *SPLIT,
+    with_values(by_name(SPLIT)["hidden"], quick=200),
+    Setting(
+        "method",
+        "nne",
+        "nne: the paper's rule; nne_improved: centered ranks, Malthusian selection, cosine "
+        "epsilon (docs/nne_dopamine.md); es, evosax:Open_ES: a dense MLP of the same sizes "
+        "(accuracy.png only)",
+        choices=METHODS,
+    ),
+    Setting(
+        "batch_images",
+        0,
+        "training images per generation / ES step (the paper: all; a multiple of image_block)",
+        low=1,
+        zero="every training image",
+    ),
+    Setting(
+        "population",
+        1000,
+        "genotypes per generation N (the paper: 1000), and ES members per step",
+        low=2,
+        quick=100,
+    ),
+    Setting("generations", 1000, "NNE generations (ES steps) of the main run", low=1, quick=80),
+    Setting("eval_every", 20, "generations (ES steps) between test evaluations", low=1, quick=10),
+    Setting(
+        "eval_samples", 4, "genotypes drawn from p at each evaluation (0: none)", low=0, quick=2
+    ),
+    Setting(
+        "genes_sweep",
+        [500, 1000, 2000, 5000],
+        "numbers of genes for Fig. 3 (empty: skip)",
+        low=1,
+        quick=[250, 1000],
+    ),
+    Setting("sweep_generations", 100, "generations of each Fig. 3 run", low=1, quick=20),
+    Setting(
+        "chunk",
+        125,
+        "genotypes / ES members evaluated at once (memory, not results)",
+        low=1,
+        quick=50,
+    ),
+    Setting("checkpoint_every", 10, "generations between checkpoints", low=1),
+    Setting("batch_size", 50, "minibatch of SignSGD and the SGD baseline", low=1),
+    Setting("signsgd_lr", 0.01, "SignSGD step epsilon' on the output layer (Eq. 5)", positive=True),
+    Setting("signsgd_steps", 300, "SignSGD steps on the output layer", low=1, quick=100),
+    Setting("sgd_lr", 1e-3, "Adam learning rate of the SGD baseline", positive=True),
+    Setting("sgd_steps", 2000, "Adam steps of the SGD baseline", low=1, quick=200),
+)
+
 EXPERIMENT = Experiment(
     name="nne-mnist",
     summary="neural net evolution (allele frequencies, Eq. 3) on MNIST: Table 1, Figs. 2-3",
     run=run,
-    defaults={
-        **SPLIT_DEFAULTS,
-        "method": "nne",
-        "batch_images": 0,
-        "population": 1000,
-        "generations": 1000,
-        "eval_every": 20,
-        "eval_samples": 4,
-        "genes_sweep": [500, 1000, 2000, 5000],
-        "sweep_generations": 100,
-        "chunk": 125,
-        "checkpoint_every": 10,
-        "batch_size": 50,
-        "signsgd_lr": 0.01,
-        "signsgd_steps": 300,
-        "sgd_lr": 1e-3,
-        "sgd_steps": 2000,
-    },
-    quick={
-        **SPLIT_QUICK,
-        "hidden": 200,
-        "generations": 80,
-        "eval_every": 10,
-        "eval_samples": 2,
-        "genes_sweep": [250, 1000],
-        "sweep_generations": 20,
-        "signsgd_steps": 100,
-        "sgd_steps": 200,
-    },
-    choices={**SPLIT_CHOICES, "method": METHOD_CHOICES},
+    settings=SETTINGS,
     check=check,
-    help={
-        **SPLIT_HELP,
-        "method": "nne: the paper's rule; nne_improved: centered ranks, Malthusian selection, cosine epsilon (docs/nne_dopamine.md); es, evosax:Open_ES: a dense MLP of the same sizes (accuracy.png only)",
-        "population": "genotypes per generation N (the paper: 1000), and ES members per step",
-        "batch_images": "training images per generation / ES step (0: all, the paper's; a multiple of image_block)",
-        "genes_sweep": "numbers of genes for Fig. 3 (empty: skip)",
-        "signsgd_lr": "SignSGD step epsilon' on the output layer (Eq. 5)",
-        "sgd_lr": "Adam learning rate of the SGD baseline",
-        "generations": "NNE generations (ES steps) of the main run",
-        "eval_every": "generations (ES steps) between test evaluations",
-        "eval_samples": "genotypes drawn from p at each evaluation (0: none)",
-        "sweep_generations": "generations of each Fig. 3 run",
-        "checkpoint_every": "generations between checkpoints",
-        "batch_size": "minibatch of SignSGD and the SGD baseline",
-        "signsgd_steps": "SignSGD steps on the output layer",
-        "sgd_steps": "Adam steps of the SGD baseline",
-    },
 )

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import plotting
+from ..history import first_at_least, last
 from ..runs import RunDir
 from ..tasks.mnist import MnistData
 from ..tasks.mnist_nne_setup import ALLELE_GRID
-from .history import first_at_least, last
 
 PAPER_TABLE1 = {  # test accuracy on MNIST digits 0-4 (5 classes) and 0-9 (10 classes)
     5: {"nne": 0.921, "nne_signsgd": 0.916, "sgd": 0.96},

@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import plotting
+from ..framework import Experiment, Setting
+from ..framework.checks import require_fits, require_steps
 from ..neurons import n_steps
 from ..neurons.base import simulate
 from ..runs import RunDir
 from ..tasks.turn_off import PRESETS
-from .base import Experiment, require, require_fits, require_positive, require_steps
 
 
 def reversible_time(
@@ -111,33 +112,48 @@ def plot(run_dir, ts, forward, backward, dopri, metrics, config) -> None:
 
 
 def check(config: dict[str, Any]) -> None:
-    require_positive(config, "t_end", "dt", "tolerance_mv")
     steps = require_steps(config["t_end"], config["dt"])
-    require(all(r > 0 for r in config["dopri5_rtols"]), "dopri5_rtols must be positive")
     # the forward and backward trajectories (V, w of every step, float64) are kept
     require_fits(2 * 3 * 8.0 * (steps + 1), f"the trajectories of {steps} steps")
 
+
+SETTINGS = (
+    Setting(
+        "preset",
+        "non_explosive",
+        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
+        choices=tuple(PRESETS),
+    ),
+    Setting("i_app", 100.0, "the constant applied current", "µA/cm²", any_value=True),
+    Setting("t_end", 100.0, "length of the forward run", "ms", positive=True),
+    Setting(
+        "dt",
+        0.001,
+        "step of the leapfrog scheme, forwards and backwards",
+        "ms",
+        positive=True,
+        quick=0.01,
+    ),
+    Setting(
+        "tolerance_mv",
+        1.0,
+        "the backward run is 'on track' while within this of the forward one",
+        "mV",
+        positive=True,
+    ),
+    Setting(
+        "dopri5_rtols",
+        [1e-4, 1e-6, 1e-8, 1e-10],
+        "tolerances of diffrax backward runs (float64): how fast errors grow",
+        positive=True,
+    ),
+    Setting("x64", True, "simulate the leapfrog runs in float64"),
+)
 
 EXPERIMENT = Experiment(
     name="reversibility",
     summary="a Morris-Lecar cell run backwards in time leaves its forward trajectory within ms (Fig. 4)",
     run=run,
-    defaults={
-        "preset": "non_explosive",
-        "i_app": 100.0,
-        "t_end": 100.0,
-        "dt": 0.001,
-        "tolerance_mv": 1.0,
-        "dopri5_rtols": [1e-4, 1e-6, 1e-8, 1e-10],
-        "x64": True,
-    },
-    quick={"dt": 0.01},
-    choices={"preset": tuple(PRESETS)},
+    settings=SETTINGS,
     check=check,
-    help={
-        "t_end": "length of the forward run (ms)",
-        "dt": "step of the leapfrog scheme, forwards and backwards (ms)",
-        "tolerance_mv": "the backward run is 'on track' while within this of the forward one (mV)",
-        "dopri5_rtols": "tolerances of diffrax backward runs (float64): how fast errors grow",
-    },
 )

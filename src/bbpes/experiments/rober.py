@@ -27,32 +27,30 @@ import numpy as np
 import optax
 
 from .. import plotting, signals
-from ..models.neural_ode import NeuralODE, rober_field
-from ..runs import RunDir
-from ..signals import LossForms
-from ..tasks.rober import SOLVERS, SPECIES, Rober
-from ..train import train
-from .base import (
-    MAX_LOOP,
-    Experiment,
+from ..framework import Experiment, Setting
+from ..framework.checks import (
+    SignalChoices,
     check_signals,
     methods_of,
-    parse_value,
     require,
-    require_at_least,
-    require_positive,
     signal_choices,
-    signal_help,
     signal_learner,
     signal_optimizer,
     signal_settings,
 )
+from ..models.neural_ode import NeuralODE
+from ..runs import RunDir
+from ..signals import LossForms
+from ..tasks.rober import SETTINGS as TASK_SETTINGS
+from ..tasks.rober import SPECIES, Rober, initial_field, make_task, resolve
+from ..train import train
 
 SCALED = "bptt_scaled"
 """BPTT on the species-scaled loss (Kim et al.): the one method of this experiment that
 is not a signal of `bbpes.signals` but a signal (`bptt`) on another loss."""
 
-METHODS = (*signal_choices(), SCALED)
+METHODS = SignalChoices((*signal_choices(), SCALED))
+"""The `methods` values: a signal (or a reference to a user's), or `bptt_scaled`."""
 
 FORMS = frozenset({"loss", "ode_loss"})
 """The loss forms the task offers: the solve differentiated through its steps, and the ODE."""
@@ -60,63 +58,6 @@ FORMS = frozenset({"loss", "ode_loss"})
 UNSUPPORTED = signals.unsupported(FORMS, observed=True)
 """Signals whose loss form the task has but that cannot use it, with the reason (from the
 registry: the loss observes the solution at `n_points` times; no truncated form)."""
-
-FIELDS = {
-    "plain": {
-        "sigma": 1e-4,
-        "lr_es": 1e-4,
-        "lr_bp": 1e-4,
-        "init_output_scale": 0.01,
-        "rank_shaping": False,
-    },
-    "normalised": {
-        "sigma": 0.1,
-        "lr_es": 5e-3,
-        "lr_bp": 5e-3,
-        "init_output_scale": 1.0,
-        "rank_shaping": True,
-    },
-}
-"""How the network's output becomes dy/dt, and the ES and Adam settings that suit each
-(the settings left at None take these). `plain`: dy/dt = NN(y), the paper's and the
-issue's setting. `normalised`: dy/dt = NN(y) * scale / t_max, Kim et al.'s (2021)
-output normalisation (each species' largest value in the data over the time span), so
-that an O(1) output moves each species by its own scale over the whole span; the loss
-stays the plain one."""
-
-
-def make_task(config: dict[str, Any]) -> Rober:
-    return Rober(
-        n_points=config["n_points"],
-        t_min=config["t_min"],
-        t_max=config["t_max"],
-        solver=config["solver"],
-        rtol=config["rtol"],
-        atol=config["atol"],
-        max_steps=config["max_steps"],
-    )
-
-
-def output_scale(config: dict[str, Any], task: Rober) -> tuple[float, ...] | None:
-    """The factor on the network's output of the configured `field` (None for plain)."""
-    if config["field"] == "plain":
-        return None
-    return tuple(float(s) / config["t_max"] for s in np.asarray(task.scale))
-
-
-def initial_field(config: dict[str, Any], task: Rober) -> NeuralODE:
-    """equinox's default init, with the output layer scaled by `init_output_scale`: with
-    the plain field at full scale the untrained field drifts by O(0.1) per unit time,
-    i.e. O(1e4) over the 1e5 time units of the data, and nearly every solve fails or
-    explodes (the plain preset is 0.01; the normalised field starts at 1)."""
-    field = rober_field(key=jax.random.key(config["seed"]), output_scale=output_scale(config, task))
-    last = field.mlp.layers[-1]
-    scale = config["init_output_scale"]
-    return eqx.tree_at(
-        lambda f: (f.mlp.layers[-1].weight, f.mlp.layers[-1].bias),
-        field,
-        (last.weight * scale, last.bias * scale),
-    )
 
 
 def make_learner(task: Rober, method: str, config: dict[str, Any]):
@@ -274,14 +215,6 @@ def plot_loss(
     run_dir.save_figure(fig, "loss.png")
 
 
-def resolve(config: dict[str, Any]) -> None:
-    """Settings left at None take the preset of the configured `field`."""
-    for key, preset in FIELDS[config["field"]].items():
-        given = config[key]
-        # a value given on the command line is parsed like a setting of the preset's type
-        config[key] = preset if given is None else parse_value(key, str(given), preset)
-
-
 def check(config: dict[str, Any]) -> None:
     signal_methods = [m for m in methods_of(config) if m != SCALED]
     check_signals(
@@ -293,83 +226,60 @@ def check(config: dict[str, Any]) -> None:
         sample_bytes=8.0 * (400 + 3 * config["n_points"]),
     )
     require(0 < config["t_min"] < config["t_max"], "need 0 < t_min < t_max")
-    require(config["t_max"] <= 1e12, "t_max must be <= 1e12 (time in the rate constants' unit)")
-    require(2 <= config["n_points"] <= 100_000, "n_points must be in 2..100000")
-    require_positive(config, "rtol", "atol", "lr_es", "lr_bp")
-    require_at_least(config, 1, "steps_es", "steps_bp", "steps_fnde", "eval_every", "max_steps")
-    require(config["max_steps"] <= MAX_LOOP, f"max_steps must be <= {MAX_LOOP}")
-    require(config["max_nonfinite"] >= 1, "max_nonfinite must be >= 1")
-    require(config["init_output_scale"] >= 0, "init_output_scale must be >= 0")
-    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
-    require(isinstance(config["rank_shaping"], bool), "rank_shaping must be true or false")
 
+
+SETTINGS = (
+    Setting(
+        "methods",
+        ["es", "bptt", "bptt_scaled", "fnde"],
+        "any signal of `bbpes.signals` on the plain loss (es, bptt, fnde...), "
+        "or bptt_scaled (species-scaled loss); not offered: " + "; ".join(UNSUPPORTED.values()),
+        choices=METHODS,
+        quick=["es", "bptt"],
+    ),
+    Setting(
+        "steps_es",
+        2000,
+        "iterations of the losses-only signals (ES, weight perturbation)",
+        low=1,
+        quick=300,
+    ),
+    Setting(
+        "steps_bp",
+        1000,
+        "iterations of the gradient signals (bptt, bptt_scaled, pnde...)",
+        low=1,
+        quick=300,
+    ),
+    Setting(
+        "steps_fnde",
+        20,
+        "iterations of fnde (each backsolves a ~190-dim stiff adjoint: slow)",
+        low=1,
+    ),
+    Setting(
+        "eval_every",
+        10,
+        "iterations between evaluations of the plain loss and species errors",
+        low=1,
+        quick=20,
+    ),
+    Setting("max_nonfinite", 20, "stop a method after this many non-finite steps in a row", low=1),
+    Setting("clip", 0.0, "clip the gradient's global norm to this before Adam", low=0, zero="off"),
+    Setting(
+        "x64",
+        True,
+        "float64 (y2 is ~1e-5 to 1e-8: float32 cannot resolve it at these tolerances)",
+    ),
+    *signal_settings({"samples": 50}, {"samples": 10}),
+    *TASK_SETTINGS,
+)
 
 EXPERIMENT = Experiment(
     name="rober",
     summary="neural ODE on the stiff ROBER kinetics: ES on the plain loss vs BP (Fig. 10)",
     run=run,
-    defaults=signal_settings(
-        {
-            "methods": ["es", "bptt", "bptt_scaled", "fnde"],
-            "steps_es": 2000,
-            "steps_bp": 1000,
-            "steps_fnde": 20,
-            "field": "plain",
-            "samples": 50,
-            "sigma": None,
-            "rank_shaping": None,
-            "lr_es": None,
-            "lr_bp": None,
-            "init_output_scale": None,
-            "n_points": 50,
-            "t_min": 1e-5,
-            "t_max": 1e5,
-            "solver": "kvaerno5",
-            "rtol": 1e-4,
-            "atol": 1e-7,
-            "max_steps": 2000,
-            "eval_every": 10,
-            "max_nonfinite": 20,
-            "clip": 0.0,
-            "x64": True,
-        }
-    ),
-    quick={
-        "steps_es": 300,
-        "steps_bp": 300,
-        "samples": 10,
-        "n_points": 20,
-        "eval_every": 20,
-        "methods": ["es", "bptt"],
-    },
-    choices={"methods": METHODS, "solver": tuple(SOLVERS), "field": tuple(FIELDS)},
+    settings=SETTINGS,
     resolve=resolve,
     check=check,
-    help=signal_help(
-        {
-            "methods": "any signal of `bbpes.signals` on the plain loss (es, bptt, fnde...), "
-            "or bptt_scaled (species-scaled loss); not offered: " + "; ".join(UNSUPPORTED.values()),
-            "field": "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
-            "sigma": "ES perturbation scale (default: the field's preset)",
-            "rank_shaping": "ES weights the perturbations by centered ranks of their losses (default: the field's preset)",
-            "lr_es": "Adam learning rate of ES (default: the field's preset)",
-            "lr_bp": "Adam learning rate of the backpropagation methods (default: the field's preset)",
-            "steps_fnde": "iterations of fnde (each backsolves a ~190-dim stiff adjoint: slow)",
-            "init_output_scale": "factor on the output layer's initial weights and bias (default: the field's preset)",
-            "n_points": "log-spaced observation times between t_min and t_max",
-            "solver": "implicit diffrax solver of the neural ODE",
-            "rtol": "relative tolerance of the neural ODE's solves",
-            "atol": "absolute tolerance of the neural ODE's solves",
-            "max_steps": "solver steps before a solve counts as failed (loss inf)",
-            "x64": "float64 (y2 is ~1e-5 to 1e-8: float32 cannot resolve it at these tolerances)",
-            "steps_es": "iterations of the losses-only signals (ES, weight perturbation)",
-            "steps_bp": "iterations of the gradient signals (bptt, bptt_scaled, pnde...)",
-            "samples": "ES population per iteration (mirrored pairs)",
-            "t_min": "first observation time (the rate constants' time unit)",
-            "t_max": "last observation time",
-            "eval_every": "iterations between evaluations of the plain loss and species errors",
-            "max_nonfinite": "stop a method after this many non-finite steps in a row",
-            "clip": "clip the gradient's global norm to this before Adam (0: off)",
-        }
-    ),
 )

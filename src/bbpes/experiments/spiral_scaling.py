@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from .. import plotting, signals
+from ..framework import Experiment, Setting
+from ..framework.checks import require, require_fits
 from ..runs import RunDir
+from ..settings import by_name, with_values
+from ..tasks.spiral import SETTINGS as TASK_SETTINGS
 from ..tasks.spiral_metrics import iterations_to_target, running_median, seconds_at
-from ..tasks.spiral_runs import make_task
-from .base import MAX_LOOP, Experiment, require, require_at_least, require_fits, require_positive
-from .spiral import DEFAULTS as SPIRAL_DEFAULTS
-from .spiral import HELP as SPIRAL_HELP
-from .spiral import train_members
+from ..tasks.spiral_runs import RUN_SETTINGS, make_task, train_members
 
 
 def sweep(task, config: dict, run_dir: RunDir, samples: int) -> dict[float, list[dict]]:
@@ -181,26 +181,13 @@ def plot_scaling(run_dir: RunDir, table: dict, metrics: dict, config: dict) -> N
 
 
 def check(config: dict[str, Any]) -> None:
-    """Every setting of this experiment (its own, and the spiral's it shares)."""
-    require_at_least(config, 1, "hidden", "runs", "eval_every", "window", "max_steps")
-    require(config["max_steps"] <= MAX_LOOP, f"max_steps must be <= {MAX_LOOP}")
-    require_at_least(config, 1, "max_nonfinite")
-    require(config["steps"] >= 2, "steps must be >= 2")
-    require_positive(config, "lr", "tol", "target", "t_end")
     require(
-        2 <= config["batch_time"] < config["n_points"]
-        and 1 <= config["batch_size"] <= config["n_points"] - config["batch_time"],
-        "need 2 <= batch_time < n_points and 1 <= batch_size <= n_points - batch_time",
+        config["batch_time"] < config["n_points"]
+        and config["batch_size"] <= config["n_points"] - config["batch_time"],
+        "need batch_time < n_points and batch_size <= n_points - batch_time",
     )
     require(len(config["samples_list"]) >= 1, "samples_list must not be empty")
-    require(
-        all(s >= 2 and s % 2 == 0 for s in config["samples_list"]),
-        "every S in samples_list must be even and >= 2",
-    )
-    require(
-        len(config["sigmas"]) >= 1 and all(s > 0 for s in config["sigmas"]),
-        "sigmas must be positive",
-    )
+    require(len(config["sigmas"]) >= 1, "sigmas must not be empty")
     # every (sigma, seed) pair trains at once: its MLP (about 5 hidden weights per unit,
     # with Adam's two moments) and its ES population's perturbed copies of a chunk
     members = len(config["sigmas"]) * config["runs"]
@@ -212,42 +199,46 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
-DEFAULTS = {
-    **{
-        k: v
-        for k, v in SPIRAL_DEFAULTS.items()
-        if k not in ("method", "samples", "sigma", "lr_schedule")
-    },
-    "hidden": 1000,
-    "runs": 1,
-    "steps": 3000,
-    "samples_list": [10, 20, 50, 100, 150],
-    "sigmas": [1e-1, 1e-2, 1e-3, 1e-4],
-    "bp_method": "bptt",
-    "timed": True,
-}
+_RUN = by_name(RUN_SETTINGS)
+
+SETTINGS = (
+    *RUN_SETTINGS,
+    with_values(_RUN["hidden"], default=1000, quick=50),
+    with_values(
+        _RUN["runs"],
+        default=1,
+        help="seeds per (S, sigma) pair and for BP; iterations are medians over seeds",
+    ),
+    with_values(_RUN["steps"], default=3000, help="iteration cap of every training"),
+    Setting(
+        "samples_list",
+        [10, 20, 50, 100, 150],
+        "ES sample counts S (mirrored pairs)",
+        low=2,
+        even=True,
+        quick=[10, 40],
+    ),
+    Setting(
+        "sigmas",
+        [1e-1, 1e-2, 1e-3, 1e-4],
+        "the sigma sweep, trained together for each S",
+        positive=True,
+        quick=[1e-1, 1e-2],
+    ),
+    Setting(
+        "bp_method",
+        "bptt",
+        "the backpropagation method to compare with",
+        choices=("bptt", "fnde"),
+    ),
+    Setting("timed", True, "train each S's best sigma again alone to measure its wall time"),
+    *TASK_SETTINGS,
+)
 
 EXPERIMENT = Experiment(
     name="spiral-scaling",
     summary="spiral neural ODE: ES iterations and seconds to MAE 0.04 per sample count, best sigma, vs BP (Figs. 9B, 9C, 13)",
     run=run,
-    defaults=DEFAULTS,
-    quick={
-        "hidden": 50,
-        "steps": 300,
-        "samples_list": [10, 40],
-        "sigmas": [1e-1, 1e-2],
-        "target": 0.3,
-    },
-    choices={"bp_method": ("bptt", "fnde")},
+    settings=SETTINGS,
     check=check,
-    help={
-        **{k: v for k, v in SPIRAL_HELP.items() if k in DEFAULTS},
-        "runs": "seeds per (S, sigma) pair and for BP; iterations are medians over seeds",
-        "steps": "iteration cap of every training",
-        "samples_list": "ES sample counts S",
-        "sigmas": "the sigma sweep, trained together for each S",
-        "bp_method": "the backpropagation method to compare with",
-        "timed": "train each S's best sigma again alone to measure its wall time",
-    },
 )

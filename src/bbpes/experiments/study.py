@@ -24,6 +24,8 @@ from typing import Any
 
 import jax
 
+from ..framework import Experiment, Setting
+from ..framework.checks import require, signal_choices
 from ..imports import is_reference
 from ..progress import log
 from ..runs import RunDir
@@ -39,141 +41,11 @@ from ..study.plugins import (
     with_signals,
 )
 from ..study.problem import Regime
-from . import study_regimes as R
-from .base import Experiment, require
-from .fit_regimes import FIT_SIGNALS, fit_problem
+from ..study.regimes import BUDGETS, regimes
 from .study_plots import plot_regime
 
-
-def _regime(name, claim, metric, higher, target, signals, build) -> Regime:
-    return Regime(name, claim, metric, higher, target, R.sweeps(signals), build)
-
-
-def regimes() -> dict[str, Regime]:
-    """Every regime of the study, by name."""
-    evidence_fwd = ("es", "es_lowrank", "forward_gradient", "guided_es")
-    return {
-        r.name: r
-        for r in (
-            _regime(
-                "case_a",
-                "control: non-explosive cells, BP is expected to be fine",
-                "accuracy",
-                True,
-                0.9,
-                (
-                    *evidence_fwd,
-                    "evosax:SNES",
-                    "evosax:Open_ES",
-                    "bptt",
-                    "bptt_noclip",
-                    "bptt_checkpointed",
-                ),
-                lambda s: R.evidence_problem("A", s),
-            ),
-            _regime(
-                "case_b",
-                "explosive cells: ES is more robust than BP (section 3.2.2)",
-                "accuracy",
-                True,
-                0.9,
-                (*evidence_fwd, "bptt", "bptt_noclip", "pnde"),
-                lambda s: R.evidence_problem("B", s),
-            ),
-            _regime(
-                "hard",
-                "hard-threshold spike output: no gradient for BP",
-                "accuracy",
-                True,
-                0.9,
-                (
-                    "es",
-                    "es_lowrank",
-                    "guided_es",
-                    "evosax:SNES",
-                    "evosax:Open_ES",
-                    "bptt_surrogate",
-                    "bptt",
-                ),
-                lambda s: R.evidence_problem("A", s, transmitter="hard"),
-            ),
-            _regime(
-                "long_1s",
-                "long trials (case C; 1 s at paper scale): BP runs out of memory, ES does not",
-                "accuracy",
-                True,
-                0.9,
-                ("es", "es_lowrank", "forward_gradient", "bptt", "bptt_checkpointed"),
-                lambda s: R.evidence_problem("C", s),
-            ),
-            _regime(
-                "long_3s",
-                "long trials (case C, inputs held 3x longer; 3 s at paper scale): BP runs out of memory, ES does not",
-                "accuracy",
-                True,
-                0.9,
-                ("es", "es_lowrank", "forward_gradient", "bptt", "bptt_checkpointed"),
-                lambda s: R.evidence_problem("C", s, hold=60.0),
-            ),
-            _regime(
-                "spiral",
-                "over-parameterised neural ODE (H = 1000)",
-                "mae",
-                False,
-                0.04,
-                ("es", "forward_gradient", "bptt", "fnde"),
-                R.spiral_problem,
-            ),
-            _regime(
-                "rober_plain",
-                "stiff neural ODE, plain field",
-                "loss_ratio",
-                False,
-                0.1,
-                ("es", "bptt"),
-                lambda s: R.rober_problem("plain", s),
-            ),
-            _regime(
-                "rober_normalised",
-                "stiff neural ODE, normalised field",
-                "loss_ratio",
-                False,
-                0.1,
-                ("es", "bptt"),
-                lambda s: R.rober_problem("normalised", s),
-            ),
-            _regime(
-                "fit_hh",
-                "fitting a cell to features: population methods are the field's habit (Neuroptimus test case 1)",
-                "max_rel_error",
-                False,
-                0.01,
-                FIT_SIGNALS,
-                lambda s: fit_problem("hh", s),
-            ),
-            _regime(
-                "fit_pospischil",
-                "fitting 7 parameters of the Pospischil model to features of 4 sweeps (ground truth)",
-                "max_rel_error",
-                False,
-                0.01,
-                FIT_SIGNALS,
-                lambda s: fit_problem("pospischil", s),
-            ),
-            _regime(
-                "fit_real",
-                "fitting the Pospischil model to a real cell (B6, 5 sweeps): eFEL z-score loss",
-                "loss",
-                False,
-                1.0,
-                FIT_SIGNALS,
-                lambda s: fit_problem("real", s),
-            ),
-        )
-    }
-
-
 REGIMES = tuple(regimes())
+"""bbpes's own regimes (the modules of `bbpes.study.regimes`), in the study's order."""
 
 QUICK_REGIMES = ["case_b"]
 """`--quick`'s regime: case B, explosive cells, the ES paper's central claim (ES more
@@ -240,8 +112,8 @@ def left_out(config: dict[str, Any]) -> dict[str, Any]:
     settings = {
         k: [config[k], full[k]] for k in ("scale", "seeds", "sweep") if config[k] != full[k]
     }
-    if config["budget"] and config["budget"] < R.BUDGETS[full["scale"]]:
-        settings["budget"] = [config["budget"], R.BUDGETS[full["scale"]]]
+    if config["budget"] and config["budget"] < BUDGETS[full["scale"]]:
+        settings["budget"] = [config["budget"], BUDGETS[full["scale"]]]
     if settings:
         out["settings"] = settings
     if out:
@@ -250,8 +122,9 @@ def left_out(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
+    config = {**EXPERIMENT.defaults, **config}  # a stored run's config.json may lack newer settings
     scale = config["scale"]
-    budget = config["budget"] or R.BUDGETS[scale]
+    budget = config["budget"] or BUDGETS[scale]
     rows, notes, references = [], {}, {}
     table = study_regimes(config)
     omitted = left_out(config)
@@ -314,10 +187,6 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> None:
-    require(config["seeds"] >= 1, "seeds must be >= 1 (3 for a verdict)")
-    require(1 <= config["sweep"] <= 3, "sweep must be 1, 2 or 3 (values per signal)")
-    require(config["budget"] >= 0, "budget must be >= 0 seconds (0: the scale's)")
-    require(config["memory_limit_gb"] >= 0, "memory_limit_gb must be >= 0 (0: 80% of free)")
     require(len(config["regimes"]) >= 1, "regimes must name at least one regime")
     for m in (*config["signals"], *config["signal"]):
         signal(m)  # ConfigError for an unknown name or a bad reference
@@ -325,33 +194,77 @@ def check(config: dict[str, Any]) -> None:
         check_problem(config["problem"])
 
 
+class _Regimes:
+    """The `regimes` values: bbpes's own, and the problems installed packages offer
+    (entry-point group `bbpes.problems`, looked up when asked)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in REGIMES or name in installed_problems()
+
+    def __iter__(self):
+        return iter((*REGIMES, *installed_problems()))
+
+
+SETTINGS = (
+    Setting(
+        "regimes",
+        list(REGIMES),
+        "which claims to test (default: all)",
+        choices=_Regimes(),
+        quick=QUICK_REGIMES,
+    ),
+    Setting(
+        "scale",
+        "reduced",
+        "tiny (tests), quick (6 s a run: about 1 min per signal of a regime on 2 cores), "
+        "reduced (25-40 min a regime on 2 loaded cores), paper",
+        choices=tuple(BUDGETS),
+        quick="quick",
+    ),
+    Setting(
+        "budget",
+        0.0,
+        "training seconds per run, equal for every signal",
+        "s",
+        low=0,
+        zero="the scale's",
+    ),
+    Setting("seeds", 3, "fresh runs of the selected setting per signal (spread over these)", low=1),
+    Setting("sweep", 3, "values of each signal's step size tried on the tuning run", low=1, high=3),
+    Setting(
+        "signals",
+        [],
+        "only these signals (default: each regime's own list; --quick: the strongest of case B)",
+        choices=signal_choices(),
+        quick=QUICK_SIGNALS,
+    ),
+    Setting(
+        "signal",
+        [],
+        "your own signals to compete too, on every regime: names of installed ones "
+        "(entry points bbpes.signals) or package.module:OBJECT references",
+    ),
+    Setting(
+        "problem",
+        "",
+        "your own problem instead of the regimes: a package.module:function reference "
+        "returning a Regime or (Problem, signal names) (examples/own_study.py)",
+    ),
+    Setting(
+        "memory_limit_gb",
+        0.0,
+        "skip signals whose step needs more",
+        "GB",
+        low=0,
+        zero="80% of free memory",
+    ),
+)
+
+
 EXPERIMENT = Experiment(
     name="signals",
     summary="where each learning signal wins: equal-budget, multi-seed leaderboard on every regime of the ES paper's claims",
     run=run,
-    defaults={
-        "regimes": list(REGIMES),
-        "scale": "reduced",
-        "budget": 0.0,
-        "seeds": 3,
-        "sweep": 3,
-        "signals": [],
-        "signal": [],
-        "problem": "",
-        "memory_limit_gb": 0.0,
-    },
-    quick={"scale": "quick", "regimes": QUICK_REGIMES, "signals": QUICK_SIGNALS},
-    choices={"regimes": (*REGIMES, *installed_problems()), "scale": tuple(R.BUDGETS)},
+    settings=SETTINGS,
     check=check,
-    help={
-        "regimes": "which claims to test (default: all)",
-        "scale": "tiny (tests), quick (6 s a run: about 1 min per signal of a regime on 2 cores), reduced (25-40 min a regime on 2 loaded cores), paper",
-        "budget": "training seconds per run, equal for every signal (0: the scale's)",
-        "seeds": "fresh runs of the selected setting per signal (spread over these)",
-        "sweep": "values of each signal's step size tried on the tuning run (1-3)",
-        "signals": "only these signals (default: each regime's own list; --quick: the strongest of case B)",
-        "memory_limit_gb": "skip signals whose step needs more (0: 80% of free memory)",
-        "signal": "your own signals to compete too, on every regime: names of installed ones (entry points bbpes.signals) or package.module:OBJECT references",
-        "problem": "your own problem instead of the regimes: a package.module:function reference returning a Regime or (Problem, signal names) (examples/own_study.py)",
-    },
 )

@@ -17,6 +17,18 @@ import optax
 from .. import plotting, signals
 from ..estimators import es
 from ..estimators.backprop import bptt
+from ..framework import Experiment, Setting
+from ..framework.checks import (
+    check_signals,
+    methods_of,
+    require,
+    require_fits,
+    require_steps,
+    signal_choices,
+    signal_learner,
+    signal_optimizer,
+    signal_settings,
+)
 from ..runs import RunDir
 from ..tasks.turn_off import (
     PRESETS,
@@ -27,10 +39,6 @@ from ..tasks.turn_off import (
     loss_forms,
 )
 from ..train import train
-from . import base
-from .base import Experiment, methods_of, require
-
-__all__ = ["PRESETS", "READOUTS", "gaussian_smooth"]  # importable from here too
 
 
 def make_task(config: dict[str, Any]) -> TurnOff:
@@ -81,9 +89,9 @@ def run(config: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     forms = loss_forms(
         task, hard=config["readout"] == "hard", surrogate_slope=config["surrogate_slope"]
     )
-    for method in methods_of(config):
-        optimizer = base.signal_optimizer(method, config, optax.adam)
-        learner = base.signal_learner(method, forms, optimizer, config, params0)
+    for method in methods_of(config, "methods"):
+        optimizer = signal_optimizer(method, config, optax.adam)
+        learner = signal_learner(method, forms, optimizer, config, params0)
         result = train(
             learner,
             params0,
@@ -178,20 +186,15 @@ def plot_training(run_dir: RunDir, curves: dict, initial_loss: float, config: di
 
 def check(config: dict[str, Any]) -> None:
     hard = config["readout"] == "hard"
-    base.check_signals(
+    check_signals(
         config,
         "methods",
         forms_offered(hard),
         f"turn-off ({config['readout']} readout)",
         sample_bytes=64.0,
     )
-    base.require_positive(config, "t_end", "dt", "lr", "lr_es", "zoom_width")
-    base.require_steps(config["t_end"], config["dt"])
-    base.require_at_least(config, 1, "steps", "gradient_points")
-    require(config["clip"] >= 0, "clip must be >= 0 (0: off)")
-    require(
-        config["grid_points"] >= 3 and config["grid_max"] > config["grid_min"], "bad landscape grid"
-    )
+    require_steps(config["t_end"], config["dt"])
+    require(config["grid_max"] > config["grid_min"], "grid_max must be above grid_min")
     # the landscape: grid_points losses and their smoothing (4 sigma beyond each edge)
     h = (config["grid_max"] - config["grid_min"]) / (config["grid_points"] - 1)
     require(
@@ -199,7 +202,7 @@ def check(config: dict[str, Any]) -> None:
         "the landscape grid (grid_points plus 4 sigma each side) must stay under 1e7 points",
     )
     # the ES gradients at the gradient points are one vmapped computation
-    base.require_fits(
+    require_fits(
         64.0
         * config["gradient_points"]
         * min(config["samples"], config["es_chunk"] or config["samples"]),
@@ -207,55 +210,68 @@ def check(config: dict[str, Any]) -> None:
     )
 
 
+SETTINGS = (
+    Setting("t_end", 10_000.0, "time frame of the loss", "ms", positive=True, quick=2000.0),
+    Setting("dt", 0.1, "step of the leapfrog stepper", "ms", positive=True),
+    Setting(
+        "preset",
+        "non_explosive",
+        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
+        choices=tuple(PRESETS),
+    ),
+    Setting(
+        "readout",
+        "soft",
+        "spike output T(V): soft sigmoid (Eq. 11) or hard threshold (Eq. 10)",
+        choices=tuple(READOUTS),
+    ),
+    Setting("i_app0", 100.0, "initial current", "µA/cm²", any_value=True),
+    Setting(
+        "methods",
+        ["es", "bptt"],
+        "learning signals to train with (any of `bbpes.signals`)",
+        choices=signal_choices(),
+    ),
+    Setting("steps", 100, "training iterations", low=1, quick=60),
+    Setting(
+        "lr", 1.0, "Adam learning rate of the gradient signals", "µA/cm² per step", positive=True
+    ),
+    Setting(
+        "lr_es",
+        1.0,
+        "Adam learning rate of the losses-only signals (ES, weight perturbation)",
+        "µA/cm² per step",
+        positive=True,
+    ),
+    Setting(
+        "clip",
+        0.0,
+        "clip the gradient's global norm to this before Adam (bptt_noclip never)",
+        low=0,
+        zero="off",
+    ),
+    Setting("grid_min", 0.0, "lowest current of the landscape", "µA/cm²", any_value=True),
+    Setting("grid_max", 200.0, "highest current of the landscape", "µA/cm²", positive=True),
+    Setting("grid_points", 2001, "currents on the landscape grid", low=3, quick=801),
+    Setting(
+        "gradient_points",
+        41,
+        "currents at which the BPTT and ES gradients are computed",
+        low=1,
+        quick=21,
+    ),
+    Setting(
+        "zoom_width", 10.0, "width of the zoomed landscape around i_app0", "µA/cm²", positive=True
+    ),
+    Setting("x64", False, "simulate in float64"),
+    *signal_settings({"samples": 100}),
+    Setting("sigma", 5.0, "ES perturbation scale and smoothing width", "µA/cm²", positive=True),
+)
+
 EXPERIMENT = Experiment(
     name="turn-off",
     summary="single Morris-Lecar cell learns to stop firing: landscape, gradients, ES vs BPTT (Fig. 5)",
     run=run,
-    defaults=base.signal_settings(
-        {
-            "t_end": 10_000.0,
-            "dt": 0.1,
-            "preset": "non_explosive",
-            "readout": "soft",
-            "i_app0": 100.0,
-            "methods": ["es", "bptt"],
-            "steps": 100,
-            "lr": 1.0,
-            "lr_es": 1.0,
-            "clip": 0.0,
-            "sigma": 5.0,
-            "samples": 100,
-            "grid_min": 0.0,
-            "grid_max": 200.0,
-            "grid_points": 2001,
-            "gradient_points": 41,
-            "zoom_width": 10.0,
-            "x64": False,
-        }
-    ),
-    quick={"t_end": 2000.0, "steps": 60, "grid_points": 801, "gradient_points": 21},
-    choices={
-        "preset": tuple(PRESETS),
-        "readout": tuple(READOUTS),
-        "methods": base.signal_choices(),
-    },
+    settings=SETTINGS,
     check=check,
-    help=base.signal_help(
-        {
-            "t_end": "time frame of the loss (ms)",
-            "dt": "step of the leapfrog stepper (ms)",
-            "readout": "spike output T(V): soft sigmoid (Eq. 11) or hard threshold (Eq. 10)",
-            "i_app0": "initial current (µA/cm²)",
-            "sigma": "ES perturbation scale and smoothing width (µA/cm²)",
-            "lr": "Adam learning rate of the gradient signals (µA/cm² per step)",
-            "lr_es": "Adam learning rate of the losses-only signals (ES, weight perturbation)",
-            "clip": "clip the gradient's global norm to this before Adam (0: off; bptt_noclip never)",
-            "methods": "learning signals to train with (any of `bbpes.signals`)",
-            "grid_min": "lowest current of the landscape (µA/cm²)",
-            "grid_max": "highest current of the landscape (µA/cm²)",
-            "grid_points": "currents on the landscape grid",
-            "gradient_points": "currents at which the BPTT and ES gradients are computed",
-            "zoom_width": "width of the zoomed landscape around i_app0 (µA/cm²)",
-        }
-    ),
 )

@@ -21,23 +21,23 @@ import optax
 
 from .. import plotting
 from ..estimators import es
+from ..framework import Experiment, Setting
+from ..framework.checks import require, require_fits, require_steps
 from ..learners import GradientLearner
-from ..neurons import EXPLOSIVE, NON_EXPLOSIVE
 from ..progress import log
 from ..runs import RunDir
-from ..tasks.turn_off import TurnOff
+from ..tasks.turn_off import PRESETS, TurnOff
 from ..tasks.turn_off_brian2 import METHODS, TARGETS, Brian2TurnOff
 from ..train import train
-from .base import (
-    Experiment,
-    require,
-    require_fits,
-    require_mirrored_samples,
-    require_positive,
-    require_steps,
-)
 
-PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
+
+class _Addresses(tuple):
+    """The `address` values: '' (start a local cluster), 'auto', 'host:port' or
+    'ray://host:port' (`bbpes show` lists these four forms)."""
+
+    def __contains__(self, value: object) -> bool:
+        pattern = r"|auto|(ray://)?[\w.\-]+:\d+"
+        return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 def params0(config: dict[str, Any]) -> dict[str, jax.Array]:
@@ -175,71 +175,84 @@ def check(config: dict[str, Any]) -> None:
                 else ""
             ),
         )
-    require_positive(config, "t_end", "dt", "lr", "timeout")
     require_steps(config["t_end"], config["dt"])
-    require_mirrored_samples(config)
-    require(config["sigma"] > 0, "sigma must be positive")
-    require(config["steps"] >= 1, "steps must be >= 1")
-    require(config["workers"] >= 0, "workers must be >= 0 (0: every free CPU)")
-    require(config["retries"] >= 0, "retries must be >= 0")
-    require(
-        re.fullmatch(r"|auto|(ray://)?[\w.\-]+:\d+", config["address"]) is not None,
-        f"address {config['address']!r} is not '', 'auto', 'host:port' or 'ray://host:port'",
-    )
     require(
         config["workers"] <= config["samples"] + config["grid_points"] + 1,
         "workers must be <= samples + grid_points + 1 (the most samples evaluated at once)",
     )
-    require(
-        config["grid_points"] >= 2 and config["grid_max"] > config["grid_min"], "bad landscape grid"
-    )
+    require(config["grid_max"] > config["grid_min"], "grid_max must be above grid_min")
     require_fits(
         8.0 * (config["samples"] + config["grid_points"]) * 16,
         "the ES population and the landscape grid",
     )
 
 
+SETTINGS = (
+    Setting("t_end", 10_000.0, "time frame of the loss", "ms", positive=True, quick=2000.0),
+    Setting("dt", 0.1, "time step of both simulators", "ms", positive=True),
+    Setting(
+        "preset",
+        "non_explosive",
+        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
+        choices=tuple(PRESETS),
+    ),
+    Setting("method", "rk4", "Brian2's integrator", choices=METHODS),
+    Setting(
+        "target",
+        "cpp_standalone",
+        "Brian2's code generation (cpp_standalone: compiled once per worker)",
+        choices=TARGETS,
+    ),
+    Setting("i_app0", 100.0, "initial current", "µA/cm²", any_value=True),
+    Setting("steps", 100, "training iterations", low=1, quick=40),
+    Setting("lr", 1.0, "Adam learning rate", "µA/cm² per step", positive=True),
+    Setting("sigma", 5.0, "ES perturbation scale", "µA/cm²", positive=True),
+    Setting(
+        "samples",
+        100,
+        "ES perturbed members per iteration (mirrored pairs)",
+        low=2,
+        even=True,
+        quick=20,
+    ),
+    Setting(
+        "workers",
+        0,
+        "Ray workers (one CPU each)",
+        low=0,
+        zero="every free CPU of the cluster",
+    ),
+    Setting(
+        "address",
+        "",
+        "an existing Ray cluster ('auto', 'ray://host:10001'); empty: start a local one",
+        choices=_Addresses(("", "auto", "host:port", "ray://host:port")),
+    ),
+    Setting("retries", 2, "tries again for a sample that fails (exception, timeout, NaN)", low=0),
+    Setting(
+        "timeout",
+        120.0,
+        "seconds one sample may run before its worker is replaced",
+        "s",
+        positive=True,
+    ),
+    Setting("compare_jax", True, "also train the JAX simulation in-process, same key and settings"),
+    Setting("grid_min", 40.0, "lowest current of the landscape", "µA/cm²", any_value=True),
+    Setting("grid_max", 160.0, "highest current of the landscape", "µA/cm²", positive=True),
+    Setting(
+        "grid_points",
+        25,
+        "currents on which both simulators' losses are compared",
+        low=2,
+        quick=13,
+    ),
+    Setting("x64", False, "simulate in float64"),
+)
+
 EXPERIMENT = Experiment(
     name="turn-off-brian2",
     summary="turn-off with the cell simulated by Brian2, trained by ES on a Ray cluster",
     run=run,
-    defaults={
-        "t_end": 10_000.0,
-        "dt": 0.1,
-        "preset": "non_explosive",
-        "method": "rk4",
-        "target": "cpp_standalone",
-        "i_app0": 100.0,
-        "steps": 100,
-        "lr": 1.0,
-        "sigma": 5.0,
-        "samples": 100,
-        "workers": 0,
-        "address": "",
-        "retries": 2,
-        "timeout": 120.0,
-        "compare_jax": True,
-        "grid_min": 40.0,
-        "grid_max": 160.0,
-        "grid_points": 25,
-        "x64": False,
-    },
-    quick={"t_end": 2000.0, "steps": 40, "samples": 20, "grid_points": 13},
-    choices={"preset": tuple(PRESETS), "method": METHODS, "target": TARGETS},
+    settings=SETTINGS,
     check=check,
-    help={
-        "t_end": "time frame of the loss (ms)",
-        "dt": "time step of both simulators (ms)",
-        "method": "Brian2's integrator",
-        "target": "Brian2's code generation (cpp_standalone: compiled once per worker)",
-        "i_app0": "initial current (µA/cm²)",
-        "sigma": "ES perturbation scale (µA/cm²)",
-        "lr": "Adam learning rate (µA/cm² per step)",
-        "workers": "Ray workers (one CPU each); 0: every free CPU of the cluster",
-        "address": "an existing Ray cluster ('auto', 'ray://host:10001'); empty: start a local one",
-        "retries": "tries again for a sample that fails (exception, timeout, NaN)",
-        "timeout": "seconds one sample may run before its worker is replaced",
-        "compare_jax": "also train the JAX simulation in-process, same key and settings",
-        "grid_points": "currents on which both simulators' losses are compared",
-    },
 )

@@ -7,8 +7,8 @@ Experiments themselves live in `bbpes.experiments`; nothing here imports one by 
 
 from ..errors import ConfigError
 from ..settings import UNSET, Setting
-from .experiment import MAX_SEED, SEED, Experiment
 from .catalog import ENTRY_POINTS, get, registry
+from .experiment import MAX_SEED, SEED, Experiment
 
 __all__ = [
     "ENTRY_POINTS",

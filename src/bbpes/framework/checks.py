@@ -16,9 +16,9 @@ import optax
 from .. import signals
 from ..errors import ConfigError
 from ..imports import is_reference
-from ..settings import Setting
+from ..settings import MAX_INT32, Setting
 
-MAX_LOOP = 2**31 - 1
+MAX_LOOP = MAX_INT32
 """The most iterations one `lax.scan` or solver may be asked for (XLA counts in int32)."""
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..settings import Setting, by_name, defaults_of, parse_value, quick_of
+from ..settings import MAX_INT32, Setting, by_name, defaults_of, parse_value, quick_of
 
-MAX_SEED = 2**31 - 1
+MAX_SEED = MAX_INT32
 """The largest seed: `jax.random.key` keeps 32 bits of a seed, and seeds are combined
 with run and step numbers."""
 
@@ -82,10 +82,12 @@ class Experiment:
         *,
         quick: bool = False,
         seed: int | None = None,
+        checked: bool = True,
     ) -> dict[str, Any]:
         """The resolved configuration: defaults, then `quick`, then `overrides` (strings
         are parsed by the setting's type), then `seed`, each value checked against its
-        declaration; then `resolve`, then `check`. Raises `ConfigError`."""
+        declaration; then `resolve`, then `check` (skipped with `checked=False`: what
+        `bbpes show` prints where this machine could not run it). Raises `ConfigError`."""
         table = self.table
         config = self.defaults
         if quick:
@@ -102,6 +104,6 @@ class Experiment:
             self.resolve(config)
         for key in unresolved:
             table[key].check(config[key])
-        if self.check is not None:
+        if self.check is not None and checked:
             self.check(config)
         return config

@@ -35,8 +35,8 @@ from ..devices import describe
 from ..errors import ConfigError
 from ..progress import log
 from ..runs import CHECKPOINTS, CONFIG, METRICS, RunDir, to_jsonable
-from .experiment import Experiment
 from .catalog import get
+from .experiment import Experiment
 
 
 def default_out(name: str) -> Path:

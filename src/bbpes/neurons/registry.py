@@ -77,7 +77,9 @@ def _plugins() -> dict[str, RegisteredCell]:
     loaded = entry_point_objects(ENTRY_POINTS, _is_cell, "RegisteredCell or AbstractCell")
     for name, value in loaded.items():
         if name in _BUILTIN:
-            warnings.warn(f"bbpes: skipping neuron plugin {name!r}: the name is built in", stacklevel=2)
+            warnings.warn(
+                f"bbpes: skipping neuron plugin {name!r}: the name is built in", stacklevel=2
+            )
             continue
         found[name] = value if isinstance(value, RegisteredCell) else RegisteredCell(value)
     return found

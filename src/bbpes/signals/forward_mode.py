@@ -74,6 +74,7 @@ class FiniteDifference(Signal):
         estimator = finite_difference(self.form(forms), self.settings(settings)["fd_eps"])
         return GradientLearner(estimator, optimizer)
 
+
 BUILTIN: tuple[Signal, ...] = (FiniteDifference(), ForwardGradient())
 """The signals of this module that bbpes registers (`bbpes.signals` finds every module's
 `BUILTIN`)."""

@@ -24,7 +24,6 @@ from its checkpoint.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,12 +33,13 @@ import jax
 import numpy as np
 import optax
 
+from ..calibration import budget_steps, interleaved_calibration, loop_step
 from ..learners.base import AbstractLearner
 from ..learners.tunable import Tunable
 from ..memory import memory_limit_bytes
 from ..runs import RunDir
 from ..signals import signal, tunable_learner
-from ..train import CompiledStep, compile_step, loop_body, train
+from ..train import CompiledStep, compile_step, train
 from .problem import Problem, Regime, forms_for
 
 Optimizer = Callable[[str, Mapping[str, Any]], optax.GradientTransformation]
@@ -49,12 +49,6 @@ def default_optimizer(method: str, settings: Mapping[str, Any]) -> optax.Gradien
     """Adam at the signal's learning rate, clipped where the signal takes the clip
     (`bbpes.signals.Signal.optimizer`)."""
     return signal(method).optimizer(settings)
-
-
-def _block(tree):
-    return jax.tree.map(
-        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree
-    )
 
 
 def signal_learner(
@@ -102,45 +96,12 @@ def calibrate_together(
             compiled = learner
         else:  # the loop's own guarded step
             compiled = compile_step(learner, params, jax.random.key(0), *args)
-        state = compiled.learner.init(params)
         calls[name] = (
             compiled,  # timed as the loop runs it: the batch, the step, its metrics
-            lambda r, c=compiled, s=state: loop_body(c, s, jax.random.key(0), r, data),
+            loop_step(compiled, params, jax.random.key(0), data),
             lambda: forward(params, *args),
         )
     return interleaved_calibration(calls, repeats, clock)
-
-
-def interleaved_calibration(
-    calls: Mapping[str, tuple[CompiledStep, Callable[[int], Any], Callable[[], Any]]],
-    repeats: int,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, dict[str, float]]:
-    """`calls[name] = (compiled, step(r), forward())`: each called once to warm up, then
-    `repeats` rounds that time every name's step (with key r + 1) and forward in turn;
-    the fastest of each, with the compile seconds and peak bytes of `compiled`."""
-    for _, step, forward in calls.values():
-        _block(step(0))
-        _block(forward())
-    steps: dict[str, list[float]] = {name: [] for name in calls}
-    forwards: dict[str, list[float]] = {name: [] for name in calls}
-    for r in range(repeats):
-        for name, (_, step, forward) in calls.items():
-            t0 = clock()
-            _block(step(r + 1))
-            steps[name].append(clock() - t0)
-            t0 = clock()
-            _block(forward())
-            forwards[name].append(clock() - t0)
-    return {
-        name: {
-            "step_seconds": float(np.min(steps[name])),
-            "forward_seconds": float(np.min(forwards[name])),
-            "compile_seconds": compiled.compile_seconds,
-            "peak_bytes": compiled.peak_bytes,
-        }
-        for name, (compiled, _, _) in calls.items()
-    }
 
 
 def _cell_name(regime: str, method: str, part: str) -> str:
@@ -295,7 +256,7 @@ def run_signal(
             f"needs {calibration['peak_bytes'] / 1e9:.2f} GB, more than the {limit / 1e9:.2f} GB available"
         )
         return row
-    steps = max(1, math.floor(budget / calibration["step_seconds"]))
+    steps = budget_steps(budget, calibration["step_seconds"])
     row["steps"] = steps
     formula = signal(method).forward_passes(base)
     row["forward_passes_per_step"] = (

@@ -2,8 +2,8 @@
 forms, starting parameters, data, validation and test metrics) and a `Regime` (which
 signals compete on it, the knob each is tuned on, the target).
 
-Nothing here imports an experiment: a regime's `build` is a plain function that the
-study experiment supplies.
+Nothing here imports an experiment: a regime's `build` is a plain function (bbpes's own
+regimes are the modules of `bbpes.study.regimes`).
 """
 
 from __future__ import annotations
@@ -75,6 +75,18 @@ class Sweep:
 
     def values(self, settings: Mapping[str, Any]) -> tuple[float, ...]:
         return tuple(float(settings[self.knob] * f) for f in self.factors)
+
+
+def sweeps(names: Sequence[str]) -> dict[str, Sweep]:
+    """Each signal's sweep: three values of the knob it is tuned on (`Signal.tuned`:
+    its step size, or the initial search scale of a strategy that sets its own step)
+    around the problem's default (x 1, 1/3, 3: the default first). Names this
+    installation lacks (evosax's, without evosax) are left out."""
+    from ..signals import names as known
+    from ..signals import signal
+
+    have = set(known())
+    return {name: Sweep(signal(name).tuned) for name in names if name in have}
 
 
 @dataclass(frozen=True)

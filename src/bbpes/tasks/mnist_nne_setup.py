@@ -5,9 +5,10 @@ strategy on them (`Training`), every method on the same training images at every
 (`bbpes.tasks.mnist_nne.generation_images`) and evaluated on the same test set.
 
 The task layer does not import `bbpes.learners` (docs/architecture.md): `nne_training`
-takes the gene map `W`, the initial allele frequencies and the rule from its caller
-(`bbpes.experiments.mnist_data.nne_training` draws and picks them), and `es_training`
-has its learner from `bbpes.signals.make_learner`.
+takes the draw of the gene map `W` and the rule from its caller (an experiment, which
+picks them from `bbpes.learners.nne` and `bbpes.learners.nne_variants`), and
+`es_training` has its learner from `bbpes.signals.make_learner`. The settings are
+`bbpes.tasks.mnist_settings.SPLIT`'s.
 """
 
 from __future__ import annotations
@@ -93,16 +94,23 @@ def nne_training(
     config: Mapping[str, Any],
     data: MnistData,
     net: SparseMLP,
-    gene_map: Any,
-    p0: Array,
+    genes: int,
+    draw_gene_map: Callable[[np.random.Generator, int, int, float], Any],
     rule: Callable[[ClippedFitness], Any],
     sample: Callable[[Array, Array], Array] | None = None,
-) -> Training:
-    """An NNE rule on `net`: `gene_map` is `W` (a `bbpes.learners.nne.GeneMap`, `(m,
-    n)`), `p0 (n,)` the first allele frequencies, `rule(fitness)` the learner of the
-    clipped fitness (`ClippedFitness`) on the images of `ImageBatches` (`batch_images`
-    a generation, 0: all), and `sample(key, p) -> genotypes (s, n)` what the evaluation
-    draws (`nne_evaluator`; None: nothing). The key is `seed`'s."""
+) -> tuple[Training, Any]:
+    """An NNE rule on `net` with `genes` genes; returns the `Training` and the gene map.
+
+    From the generator `default_rng([seed, genes])`: the gene map `W (m, n) =
+    draw_gene_map(rng, m links, n genes, beta)` (`bbpes.learners.nne.random_gene_map`),
+    then the first allele frequencies `p^1 (n,)` uniform in [0, 1]. `rule(fitness)` is
+    the learner of the clipped fitness (`ClippedFitness`) on the images of
+    `ImageBatches` (`batch_images` a generation, 0: all), and `sample(key, p) ->
+    genotypes (s, n)` what the evaluation draws (`nne_evaluator`; None: nothing). The
+    key is `seed`'s."""
+    rng = np.random.default_rng([config["seed"], genes])
+    gene_map = draw_gene_map(rng, net.n_links, genes, config["beta"])
+    p0 = jnp.asarray(rng.uniform(0.0, 1.0, genes), jnp.float32)  # p^1 uniform in [0, 1]^n
     inputs = population_inputs(
         net,
         data.train_x,
@@ -117,7 +125,7 @@ def nne_training(
     key = jax.random.key(config["seed"])
     draw = None if sample is None else (lambda p: sample(key, p))
     evaluate = nne_evaluator(net, gene_map, data, draw)
-    return Training(rule(fitness), p0, key, batches, evaluate)
+    return Training(rule(fitness), p0, key, batches, evaluate), gene_map
 
 
 def es_training(config: Mapping[str, Any], data: MnistData, method: str) -> Training:

@@ -14,9 +14,16 @@ The plain loss is the mean absolute error over all species and times, as the pap
 trains ES on it (no rescaling of species or time). It is dominated by y1 and y3; y2
 barely counts. The "scaled" loss divides each species' error by that species' largest
 value in the data (Kim et al.'s remedy that lets backpropagation fit all three).
+
+The task as a configuration describes it (`SETTINGS`, `make_task`), its vector field
+(`FIELDS`, `initial_field`) and the presets a field brings (`resolve`) are here too, for
+the `rober` experiment and the study's ROBER problem.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -25,8 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ..models.neural_ode import NeuralODE
+from .. import signals
+from ..models.neural_ode import NeuralODE, rober_field
 from ..ode import ODELoss
+from ..settings import MAX_INT32, Setting, by_name, with_values
 
 K1, K2, K3 = 0.04, 3e7, 1e4
 Y0 = (1.0, 0.0, 0.0)
@@ -157,3 +166,144 @@ class Rober(eqx.Module):
         out = {f"mae_{name}": error[i] for i, name in enumerate(SPECIES)}
         out.update({f"relative_mae_{n}": error[i] / self.scale[i] for i, n in enumerate(SPECIES)})
         return out
+
+
+# -- the task a configuration describes -----------------------------------------------
+
+FIELDS = {
+    "plain": {
+        "sigma": 1e-4,
+        "lr_es": 1e-4,
+        "lr_bp": 1e-4,
+        "init_output_scale": 0.01,
+        "rank_shaping": False,
+    },
+    "normalised": {
+        "sigma": 0.1,
+        "lr_es": 5e-3,
+        "lr_bp": 5e-3,
+        "init_output_scale": 1.0,
+        "rank_shaping": True,
+    },
+}
+"""How the network's output becomes dy/dt, and the ES and Adam settings that suit each
+(the settings left at None take these, `resolve`). `plain`: dy/dt = NN(y), the paper's
+setting. `normalised`: dy/dt = NN(y) * scale / t_max, Kim et al.'s (2021) output
+normalisation (each species' largest value in the data over the time span), so that an
+O(1) output moves each species by its own scale over the whole span; the loss stays the
+plain one."""
+
+MAX_STEPS = MAX_INT32
+"""The most solver steps a solve may be asked for (XLA counts in int32)."""
+
+_KNOBS = by_name(signals.knob_settings())
+_PRESET = "(default: the field's preset)"
+
+SETTINGS = (
+    Setting(
+        "seed",
+        0,
+        "random seed (the initial field; training draws from seed + 1)",
+        low=0,
+        high=MAX_INT32,
+    ),
+    Setting(
+        "field",
+        "plain",
+        "plain: dy/dt = NN(y); normalised: NN(y) * species scale / t_max (Kim et al.)",
+        choices=tuple(FIELDS),
+    ),
+    with_values(_KNOBS["sigma"], default=None, kind=float, help=f"ES perturbation scale {_PRESET}"),
+    with_values(
+        _KNOBS["rank_shaping"],
+        default=None,
+        kind=bool,
+        help=f"ES weights the perturbations by centered ranks of their losses {_PRESET}",
+    ),
+    Setting("lr_es", None, f"Adam learning rate of ES {_PRESET}", positive=True, kind=float),
+    Setting(
+        "lr_bp",
+        None,
+        f"Adam learning rate of the backpropagation methods {_PRESET}",
+        positive=True,
+        kind=float,
+    ),
+    Setting(
+        "init_output_scale",
+        None,
+        f"factor on the output layer's initial weights and bias {_PRESET}",
+        low=0,
+        kind=float,
+    ),
+    Setting(
+        "n_points",
+        50,
+        "log-spaced observation times between t_min and t_max",
+        low=2,
+        high=100_000,
+        quick=20,
+    ),
+    Setting("t_min", 1e-5, "first observation time (the rate constants' time unit)", positive=True),
+    Setting("t_max", 1e5, "last observation time", positive=True, high=1e12),
+    Setting(
+        "solver", "kvaerno5", "implicit diffrax solver of the neural ODE", choices=tuple(SOLVERS)
+    ),
+    Setting("rtol", 1e-4, "relative tolerance of the neural ODE's solves", positive=True),
+    Setting("atol", 1e-7, "absolute tolerance of the neural ODE's solves", positive=True),
+    Setting(
+        "max_steps",
+        2000,
+        "solver steps before a solve counts as failed (loss inf)",
+        low=1,
+        high=MAX_STEPS,
+    ),
+)
+"""The task's settings: the data (`make_task`), the field and its initial weights
+(`initial_field`), and the training presets each field brings (None: `resolve` fills
+them in). `bbpes.settings.defaults_of(SETTINGS)`, then `resolve`, is the paper's task."""
+
+
+def resolve(config: dict[str, Any]) -> None:
+    """Fill in place the preset settings (`FIELDS`) that `config` leaves None (or lacks)
+    with those of its `field`."""
+    for key, preset in FIELDS[config["field"]].items():
+        if config.get(key) is None:
+            config[key] = preset
+
+
+def make_task(config: Mapping[str, Any]) -> Rober:
+    """The `Rober` of the settings `n_points`, `t_min`, `t_max`, `solver`, `rtol`,
+    `atol` and `max_steps`."""
+    return Rober(
+        n_points=config["n_points"],
+        t_min=config["t_min"],
+        t_max=config["t_max"],
+        solver=config["solver"],
+        rtol=config["rtol"],
+        atol=config["atol"],
+        max_steps=config["max_steps"],
+    )
+
+
+def output_scale(config: Mapping[str, Any], task: Rober) -> tuple[float, ...] | None:
+    """The factor on the network's output of the configured `field` (None for plain):
+    each species' scale over `t_max`, shape `(3,)`."""
+    if config["field"] == "plain":
+        return None
+    return tuple(float(s) / config["t_max"] for s in np.asarray(task.scale))
+
+
+def initial_field(config: Mapping[str, Any], task: Rober) -> NeuralODE:
+    """The field of `field`, drawn from `seed` (six hidden layers of 5 GELU units):
+    equinox's default init, with the output layer scaled by `init_output_scale`. With
+    the plain field at full scale the untrained field drifts by O(0.1) per unit time,
+    i.e. O(1e4) over the 1e5 time units of the data, and nearly every solve fails or
+    explodes (the plain preset is 0.01; the normalised field starts at 1)."""
+    field = rober_field(key=jax.random.key(config["seed"]), output_scale=output_scale(config, task))
+    last = field.mlp.layers[-1]
+    scale = config["init_output_scale"]
+    return eqx.tree_at(
+        lambda f: (f.mlp.layers[-1].weight, f.mlp.layers[-1].bias),
+        field,
+        (last.weight * scale, last.bias * scale),
+    )

@@ -10,6 +10,9 @@ minibatches of 20 random starting points on the true trajectory and fits the nex
 observations from each (loss: mean absolute error over the 10 x 20 x 2 numbers, the first
 being the start point itself). The test metric is the mean absolute error of the whole
 1000-point trajectory integrated from y(0).
+
+`SETTINGS` declares the task's settings (`bbpes.tasks.spiral_runs.make_task` builds
+the `Spiral` they describe), shared by the `spiral` and `spiral-scaling` experiments.
 """
 
 from __future__ import annotations
@@ -23,9 +26,24 @@ from jax import Array
 
 from ..models.neural_ode import NeuralODE
 from ..ode import ODELoss
+from ..settings import MAX_INT32, Setting
 
 A = ((-0.1, 2.0), (-2.0, -0.1))
 Y0 = (2.0, 0.0)
+
+MAX_STEPS = MAX_INT32
+"""The most solver steps a solve may be asked for (XLA counts in int32)."""
+
+SETTINGS = (
+    Setting("n_points", 1000, "observation times of the true trajectory", low=3),
+    Setting("t_end", 25.0, "last observation time (dimensionless)", positive=True),
+    Setting("batch_size", 20, "starting points per minibatch", low=1),
+    Setting("batch_time", 10, "observations fitted from each starting point", low=2),
+    Setting("tol", 1e-4, "rtol = atol of the Dopri5 solves", positive=True),
+    Setting("max_steps", 4096, "solver steps per solve of the model", low=1, high=MAX_STEPS),
+)
+"""The task's settings: its data, minibatches and the model's solves. Together they must
+have `batch_time < n_points` and `batch_size <= n_points - batch_time` (`Spiral`)."""
 
 
 def true_vector_field(t, y: Array, args=None) -> Array:

@@ -1,9 +1,5 @@
-"""The fitting regimes of the signals study: a cell fitted to a target by every signal
-at an equal wall budget (`bbpes run signals --set regimes=fit_hh,...`).
-
-- `fit_hh`: Neuroptimus test case 1 (3 conductances of an `hh` soma; ground truth).
-- `fit_pospischil`: the Pospischil model's 7 parameters under 4 steps (ground truth).
-- `fit_real`: the Pospischil model fitted to cell B6 (5 sweeps, BluePyEfe's test data).
+"""The fitting problems of the study (`fit_hh`, `fit_pospischil`, `fit_real`): a cell
+fitted to a target by every signal at an equal wall budget.
 
 Each run starts from its own point drawn in the bounds (the same for every signal).
 Validation is the hard loss (eFEL z-scores: what a user of a recording can see), so a
@@ -20,10 +16,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ..fitting import suite
-from ..study.problem import Problem
+from ...fitting import suite
+from ..problem import Problem
 
-FIT_SIGNALS = (
+SIGNALS = (
     "es",
     "guided_es",
     "evosax:CMA_ES",
@@ -37,6 +33,7 @@ FIT_SIGNALS = (
 """The signals that compete on a fit."""
 
 SAMPLES = {"tiny": 4, "quick": 10, "reduced": 10, "paper": 20}
+"""The population per scale."""
 
 B6 = tuple(f"B6_Ch3_IDRest_{k}.ibw" for k in range(181, 186))
 B6_CURRENT = tuple(f"B6_Ch0_IDRest_{k}.ibw" for k in range(181, 186))
@@ -47,7 +44,7 @@ def ephys_dir() -> Path:
     the source checkout."""
     if "BBPES_EPHYS" in os.environ:
         return Path(os.environ["BBPES_EPHYS"])
-    return Path(__file__).resolve().parents[4] / "shared" / "data" / "ephys"
+    return Path(__file__).resolve().parents[5] / "shared" / "data" / "ephys"
 
 
 def fit_problem(name: str, scale: str) -> Problem:

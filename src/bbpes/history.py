@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["first_at_least", "last", "nonfinite_steps", "seconds_per_iteration", "steps_per_second"]
+
 
 def last(history: list[dict], key: str = "accuracy") -> float:
     """The last non-None `key` in `history` (NaN if there is none)."""
