@@ -8,8 +8,10 @@ declared, or an experiment check that refuses what its declaration allows, fails
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +121,20 @@ def test_a_python_caller_is_held_to_the_same_types():
             evidence.config(bad)
     with pytest.raises(ConfigError, match="seed must be >= 0"):
         evidence.config(seed=-1)
+
+
+STORED = sorted((Path(__file__).parents[2] / "docs" / "data").glob("*/config.json"))
+
+
+@pytest.mark.parametrize("path", STORED, ids=lambda p: p.parent.name)
+def test_every_stored_run_reads_back_with_its_settings(path):
+    """Each run stored under docs/data/ (which `--resume` continues) is valid under the
+    declarations: every key known, every value of its type and in its range, and the
+    resolved configuration holds the stored values."""
+    from bbpes.framework.runner import read_settings_file
+
+    stored = json.loads(path.read_text())
+    name = stored["experiment"]
+    settings, quick = read_settings_file(path, name)
+    config = EXPERIMENTS[name].config(settings, quick=quick)
+    assert {k: config[k] for k in settings} == settings

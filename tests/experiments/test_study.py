@@ -134,3 +134,22 @@ def test_signals_that_do_not_fit_are_skipped_with_their_bytes_and_never_run(tmp_
     assert all(row["peak_bytes"] > 1000 and row["step_seconds"] is None for row in board["rows"])
     assert "skipped: needs" in (out / "leaderboard.md").read_text()
     assert not (out / "history.jsonl").exists() or not (out / "history.jsonl").read_text()
+
+
+def test_a_stored_study_resumes_from_its_cells_without_training(tmp_path):
+    """docs/data/signals-case-b-60s (the committed 60-s case-B study): resumed from a
+    copy, it trains nothing (every cell is stored), writes no training history, and its
+    leaderboard reports the stored seeds' final metrics."""
+    import shutil
+    from pathlib import Path
+
+    stored = Path(__file__).parents[2] / "docs" / "data" / "signals-case-b-60s"
+    out = tmp_path / "run"
+    shutil.copytree(stored, out)
+    _, metrics = run_experiment("signals", None, out=out, resume=True)
+    assert not (out / "history.jsonl").exists() or not (out / "history.jsonl").read_text()
+    cells = out / "study" / "case_b"
+    for method in ("es", "bptt"):
+        finals = [json.loads((cells / method / f"seed{i}.json").read_text())["final"]
+                  for i in (1, 2, 3)]  # fmt: skip
+        assert metrics[f"metric_case_b_{method}"] == pytest.approx(np.mean(finals))
