@@ -23,6 +23,7 @@ def fit(tmp_path, name, **overrides):
     return run(config, RunDir(out)), out
 
 
+@pytest.mark.slow  # 26 s; CI runs it (.ci/run)
 def test_a_fit_writes_its_parameters_features_and_figures(tmp_path):
     metrics, out = fit(tmp_path, "a")
     fitted = json.loads((out / "fitted.json").read_text())["parameters"]

@@ -39,6 +39,7 @@ def argv(out, **extra):
     ]
 
 
+@pytest.mark.slow  # 22 s; CI runs it (.ci/run)
 def test_tiny_run_writes_curves_plots_and_metrics(tmp_path):
     out = tmp_path / "run"
     assert main(argv(out)) == 0

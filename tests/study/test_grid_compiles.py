@@ -80,6 +80,7 @@ def test_the_reused_executable_gives_the_numbers_of_a_fresh_learner(problem, met
         assert losses[1][-1] != losses[1][0]  # it trained
 
 
+@pytest.mark.slow  # 20 s; CI runs it (.ci/run)
 @pytest.mark.filterwarnings("ignore:Explicitly requested dtype float64")  # the spiral's numpy times
 def test_the_spiral_forward_gradient_and_bptt_compile_their_steps():
     """The spiral's forward gradient needs the ODE solved in forward mode (jax.jvp cannot
