@@ -38,19 +38,6 @@ def methods_of(config: Mapping[str, Any], key: str = "methods") -> list[str]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def require_positive(config: Mapping[str, Any], *keys: str) -> None:
-    """Each `config[key]` must be a finite number > 0."""
-    for key in keys:
-        value = config[key]
-        require(value > 0 and value != float("inf"), f"{key} must be positive, got {value}")
-
-
-def require_at_least(config: Mapping[str, Any], minimum: int, *keys: str) -> None:
-    """Each `config[key]` must be >= `minimum`."""
-    for key in keys:
-        require(config[key] >= minimum, f"{key} must be >= {minimum}, got {config[key]}")
-
-
 def require_fits(n_bytes: float, what: str) -> None:
     """`n_bytes` (a lower bound on what a run must hold at once) must fit in the memory
     free now (`bbpes.devices.available_memory_bytes`): sizes far too large for this
