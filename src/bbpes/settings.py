@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import ConfigError
@@ -163,8 +163,6 @@ def by_name(settings: Iterable[Setting]) -> dict[str, Setting]:
 def with_values(setting: Setting, **changes: Any) -> Setting:
     """`setting` with some fields replaced (an experiment's own default of a shared
     declaration, say)."""
-    from dataclasses import replace
-
     return replace(setting, **changes)
 
 
@@ -264,7 +262,3 @@ def _coerce(key: str, raw: Any, default: Any, bad: ConfigError) -> Any:
 
 def _is_whole(value: float) -> bool:
     return math.isfinite(value) and value == int(value)
-
-
-def names(settings: Sequence[Setting]) -> list[str]:
-    return [s.name for s in settings]
