@@ -10,6 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .. import signals
+from ..settings import by_name, defaults_of
+from ..tasks import evidence_setup
 from ..tasks.evidence_setup import build, initial_weights
 
 PAPER_SIZES = {"n_cells": 128, "batch": 64, "samples": 100, "n_inputs": 50, "hold": 6.0}
@@ -22,23 +25,29 @@ SIZES = ("n_cells", "batch", "samples", "n_inputs", "hold", "dt", "seed")
 """The settings a benchmark takes from its own config; the rest are `EVIDENCE_VALUES`."""
 
 EVIDENCE_VALUES: dict[str, Any] = {
-    "case": "A",
-    "neuron": "case",
-    "input_dim": 32,
-    "window": 10.0,
-    "p_null": 0.25,
-    "p_favoured": 0.5,
-    "i_app": 1.0,
-    "in_scale": 1.0,
-    "rec_scale": 0.0,
-    "out_scale": 0.1,
-    "out_bias": 1 / 3,
-    "sigma": 0.02,
-    "lr_es": 0.002,
+    **{
+        key: defaults_of(evidence_setup.SETTINGS)[key]
+        for key in (
+            "case",
+            "neuron",
+            "input_dim",
+            "window",
+            "p_null",
+            "p_favoured",
+            "i_app",
+            "in_scale",
+            "rec_scale",
+            "out_scale",
+            "out_bias",
+            "lr_es",
+        )
+    },
+    "sigma": by_name(signals.knob_settings())["sigma"].default,
 }
 """The `evidence` experiment's defaults of the other settings the problem needs (case A
 cells, the inputs, the readout window, the initial weights' scales, ES's sigma and
-step size): stated here so that no benchmark reads an experiment."""
+step size): the task's declarations and the signal knob's default, so that no
+benchmark reads an experiment."""
 
 
 def evidence_config(config: dict[str, Any]) -> dict[str, Any]:

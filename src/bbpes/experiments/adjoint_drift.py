@@ -22,7 +22,7 @@ from ..estimators import bptt, pnde_solve
 from ..framework import Experiment, Setting
 from ..framework.checks import MAX_LOOP, require_fits, require_steps
 from ..runs import RunDir
-from ..tasks.turn_off import PRESETS, READOUTS, TurnOff, gaussian_smooth
+from ..tasks.turn_off import PRESET, PRESETS, READOUTS, TurnOff, gaussian_smooth
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "kvaerno5": diffrax.Kvaerno5}
 
@@ -128,12 +128,7 @@ def check(config: dict[str, Any]) -> None:
 
 
 SETTINGS = (
-    Setting(
-        "preset",
-        "non_explosive",
-        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
-        choices=tuple(PRESETS),
-    ),
+    PRESET,
     Setting("i_app", 100.0, "the constant applied current", "µA/cm²", any_value=True),
     Setting("t_end", 10_000.0, "length of the run", "ms", positive=True),
     Setting(

@@ -18,7 +18,7 @@ from ..framework.checks import require_fits, require_steps
 from ..neurons import n_steps
 from ..neurons.base import simulate
 from ..runs import RunDir
-from ..tasks.turn_off import PRESETS
+from ..tasks.turn_off import PRESET, PRESETS
 
 
 def reversible_time(
@@ -118,12 +118,7 @@ def check(config: dict[str, Any]) -> None:
 
 
 SETTINGS = (
-    Setting(
-        "preset",
-        "non_explosive",
-        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
-        choices=tuple(PRESETS),
-    ),
+    PRESET,
     Setting("i_app", 100.0, "the constant applied current", "µA/cm²", any_value=True),
     Setting("t_end", 100.0, "length of the forward run", "ms", positive=True),
     Setting(

@@ -31,6 +31,7 @@ from ..framework.checks import (
 )
 from ..runs import RunDir
 from ..tasks.turn_off import (
+    PRESET,
     PRESETS,
     READOUTS,
     TurnOff,
@@ -213,12 +214,7 @@ def check(config: dict[str, Any]) -> None:
 SETTINGS = (
     Setting("t_end", 10_000.0, "time frame of the loss", "ms", positive=True, quick=2000.0),
     Setting("dt", 0.1, "step of the leapfrog stepper", "ms", positive=True),
-    Setting(
-        "preset",
-        "non_explosive",
-        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
-        choices=tuple(PRESETS),
-    ),
+    PRESET,
     Setting(
         "readout",
         "soft",

@@ -26,7 +26,7 @@ from ..framework.checks import require, require_fits, require_steps
 from ..learners import GradientLearner
 from ..progress import log
 from ..runs import RunDir
-from ..tasks.turn_off import PRESETS, TurnOff
+from ..tasks.turn_off import PRESET, PRESETS, TurnOff
 from ..tasks.turn_off_brian2 import METHODS, TARGETS, Brian2TurnOff
 from ..train import train
 
@@ -190,12 +190,7 @@ def check(config: dict[str, Any]) -> None:
 SETTINGS = (
     Setting("t_end", 10_000.0, "time frame of the loss", "ms", positive=True, quick=2000.0),
     Setting("dt", 0.1, "time step of both simulators", "ms", positive=True),
-    Setting(
-        "preset",
-        "non_explosive",
-        "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
-        choices=tuple(PRESETS),
-    ),
+    PRESET,
     Setting("method", "rk4", "Brian2's integrator", choices=METHODS),
     Setting(
         "target",

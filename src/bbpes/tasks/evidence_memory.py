@@ -33,26 +33,34 @@ from .. import signals
 from ..devices import available_memory_bytes
 from ..memory import learning_signal_peak_bytes, run_learning_signal, subprocess_peak_rss
 from ..progress import log
+from ..settings import defaults_of
+from . import evidence_setup
 from .evidence_setup import build, example_batch, initial_weights, make_learner
 
 EVIDENCE_VALUES: dict[str, Any] = {
-    "case": "A",
-    "p_null": 0.25,
-    "p_favoured": 0.5,
-    "i_app": 1.0,
-    "in_scale": 1.0,
-    "rec_scale": 0.0,
-    "out_scale": 0.1,
-    "out_bias": 1 / 3,
-    "lr": 5e-4,
-    "lr_es": 0.002,
+    **{
+        key: defaults_of(evidence_setup.SETTINGS)[key]
+        for key in (
+            "case",
+            "p_null",
+            "p_favoured",
+            "i_app",
+            "in_scale",
+            "rec_scale",
+            "out_scale",
+            "out_bias",
+            "lr",
+            "lr_es",
+            "clip",
+        )
+    },
     "lr_schedule": "cosine",
     "steps": 300,
-    "clip": 20.0,
 }
 """The `evidence` experiment's defaults of the settings a measurement does not set
-(the task's input statistics, the initial weights' scales, the optimizer): stated
-here so that the library reads no experiment."""
+(the task's input statistics, the initial weights' scales, the optimizer): the task's
+declarations (`evidence_setup.SETTINGS`) and the experiment's cosine schedule over 300
+steps, so that the library reads no experiment."""
 
 SIZES = (
     "n_cells",

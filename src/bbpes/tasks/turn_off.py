@@ -24,10 +24,19 @@ from ..neurons import MorrisLecar, n_steps
 from ..neurons.morris_lecar import EXPLOSIVE, NON_EXPLOSIVE
 from ..neurons.readout import hard_threshold, soft_threshold, surrogate_threshold
 from ..ode import ODELoss
+from ..settings import Setting
 
 Params = dict[str, Array]  # {"i_app": scalar current in µA/cm²}
 
 PRESETS = {"non_explosive": NON_EXPLOSIVE, "explosive": EXPLOSIVE}
+
+PRESET = Setting(
+    "preset",
+    "non_explosive",
+    "the Morris-Lecar cell of section 3.1: non_explosive or explosive",
+    choices=tuple(PRESETS),
+)
+"""The setting that picks one of `PRESETS` (the single-cell experiments share it)."""
 """The paper's two Morris-Lecar cells by name (section 3.1)."""
 READOUTS = {"soft": soft_threshold, "hard": hard_threshold}
 """The spike outputs T(V) by name: the sigmoid (Eq. 11) and the hard threshold (Eq. 10)."""
